@@ -36,7 +36,7 @@ class FoundCode:
     raw: bytes
     symbol: Symbol | None
     symbology: str
-    """AIM identifier reported by zxing-cpp (``]Q1``, ``]d2``...)."""
+    """AIM identifier: the one zxing-cpp reports, ``]d2``/``]Q3`` when the code is a GS1 message."""
     corners: tuple[tuple[int, int], ...]
 
 
@@ -44,12 +44,9 @@ class ImageError(ValueError):
     """An image file that cannot be opened or read."""
 
 
-def _formats(symbols: Iterable[Symbol] | None) -> zxingcpp.BarcodeFormats | zxingcpp.BarcodeFormat:
+def _formats(symbols: Iterable[Symbol] | None) -> zxingcpp.BarcodeFormats:
     chosen = list(symbols) if symbols is not None else list(Symbol)
-    fmt = _ZX_FORMAT[chosen[0]]
-    for symbol in chosen[1:]:
-        fmt = fmt | _ZX_FORMAT[symbol]
-    return fmt
+    return zxingcpp.barcode_formats_from_str(",".join(_ZX_FORMAT[s].name for s in chosen))
 
 
 def _symbol_of(fmt: object) -> Symbol | None:
@@ -71,11 +68,20 @@ def decode_frame(frame: Frame, symbols: Iterable[Symbol] | None = None) -> list[
             FoundCode(
                 raw=bytes(barcode.bytes),
                 symbol=_symbol_of(barcode.format),
-                symbology=barcode.symbology_identifier,
+                symbology=_aim_identifier(barcode),
                 corners=corners,
             )
         )
     return found
+
+
+def _aim_identifier(barcode: zxingcpp.Barcode) -> str:
+    """zxing-cpp flags GS1 content (FNC1 first) in ``content_type``; say it the way scanners do."""
+    if barcode.content_type == zxingcpp.ContentType.GS1:
+        return {zxingcpp.BarcodeFormat.DataMatrix: "]d2", zxingcpp.BarcodeFormat.QRCode: "]Q3"}.get(
+            barcode.format, barcode.symbology_identifier
+        )
+    return str(barcode.symbology_identifier)
 
 
 def load_image(path: Path) -> Frame:
@@ -95,16 +101,22 @@ def decode_image(path: Path, symbols: Iterable[Symbol] | None = None) -> list[Fo
 
 
 def render(data: bytes | str, symbol: Symbol, *, gs1: bool = False, scale: int = 4) -> Frame:
-    """Draw a code as a greyscale image with a quiet zone.
+    """Draw a code as a greyscale image with a quiet zone, as it is printed on documents and boxes.
 
     ``gs1=True`` makes a GS1 DataMatrix (FNC1 first): pass the element strings with 0x1D
-    between variable-length ones, without the leading FNC1.
+    between variable-length ones, without the leading FNC1. ASCII bytes are encoded as text (as
+    printers do); other bytes in binary mode with an ECI. DataMatrix symbols are square, like the
+    ones on medicine boxes.
     """
+    options: dict[str, bool] = {"force_square": True} if symbol is Symbol.DATAMATRIX else {}
+    content: bytes | str = data
+    if isinstance(data, bytes) and data.isascii():
+        content = data.decode("ascii")
     if gs1:
-        text = data.decode("ascii") if isinstance(data, bytes) else data
-        barcode = zxingcpp.create_barcode(_gs1_brackets(text), _ZX_FORMAT[symbol], gs1=True)
+        text = content if isinstance(content, str) else content.decode("ascii")
+        barcode = zxingcpp.create_barcode(_gs1_brackets(text), _ZX_FORMAT[symbol], gs1=True, **options)
     else:
-        barcode = zxingcpp.create_barcode(data, _ZX_FORMAT[symbol])
+        barcode = zxingcpp.create_barcode(content, _ZX_FORMAT[symbol], **options)
     return np.asarray(barcode.to_image(scale=scale), dtype=np.uint8)
 
 

@@ -28,7 +28,9 @@ class SampleCode:
     expect_valid: bool = True
 
 
-def ins_identity(body13: str, *, first_names: str, birth_name: str, sex: str, born: date, place: str) -> InsIdentity:
+def ins_identity(
+    body13: str, *, first_names: str, birth_name: str, sex: str, born: date, place: str
+) -> InsIdentity:
     """A test-register INS identity whose matricule key is computed."""
     return InsIdentity(
         matricule=body13 + nir_key(body13),
@@ -47,7 +49,12 @@ def gs1_box(gtin: str, expiry: str, lot: str, serial: str) -> bytes:
 
 
 MARIE = ins_identity(
-    "2820875056123", first_names="MARIE CLAIRE", birth_name="DURAND", sex="F", born=date(1982, 8, 19), place="75056"
+    "2820875056123",
+    first_names="MARIE CLAIRE",
+    birth_name="DURAND",
+    sex="F",
+    born=date(1982, 8, 19),
+    place="75056",
 )
 PAUL = ins_identity(
     "1750599350042", first_names="PAUL", birth_name="LE GOFF", sex="M", born=date(1975, 5, 2), place="99350"
@@ -61,7 +68,9 @@ def basic_samples() -> list[SampleCode]:
         SampleCode("apcv", "Appli carte Vitale QR", b"APCV01:c2FuZGJveC1jb250ZXh0LTAwMDE", "qr"),
         SampleCode("eprescription", "ordonnance numérique QR", b"EP7K2Q-9XWM-4TDA-LR8C", "qr"),
         SampleCode("ins", "INS DataMatrix (Marie Durand)", build_ins_payload(MARIE), "datamatrix"),
-        SampleCode("ins-wrong-key", "INS DataMatrix with a wrong key", wrong_key, "datamatrix", expect_valid=False),
+        SampleCode(
+            "ins-wrong-key", "INS DataMatrix with a wrong key", wrong_key, "datamatrix", expect_valid=False
+        ),
         SampleCode(
             "box-doliprane",
             "medicine box GS1 DataMatrix",
@@ -75,5 +84,37 @@ def basic_samples() -> list[SampleCode]:
             f"AMC01{GS}88888888{GS}SP,ISANTE{GS}CSR01{GS}0012345678{GS}20260101{GS}20261231".encode(),
             "datamatrix",
         ),
-        SampleCode("unknown", "a loyalty card QR", b"https://example.invalid/fidelite/42", "qr", expect_valid=False),
+        SampleCode(
+            "unknown", "a loyalty card QR", b"https://example.invalid/fidelite/42", "qr", expect_valid=False
+        ),
     ]
+
+
+def twoddoc_samples() -> list[SampleCode]:
+    """A proof of address (2D-DOC) signed by the sandbox CA, and a forgery of it."""
+    from sandbox.twoddoc_issuer import issue_2d_doc
+
+    proof = issue_2d_doc(
+        [
+            ("10", "12 RUE DES LILAS"),
+            ("12", "MARIE CLAIRE"),
+            ("13", "DURAND"),
+            ("24", "75011"),
+            ("25", "PARIS"),
+        ],
+        doc_type="01",
+        version="04",
+        perimeter="01",
+        country="FR",
+        issue_date=date(2026, 10, 1),
+        signature_date=date(2026, 10, 2),
+    )
+    forged = proof.replace(b"DURAND", b"DUPONT")
+    return [
+        SampleCode("2ddoc-address", "2D-DOC proof of address", proof, "datamatrix"),
+        SampleCode("2ddoc-forged", "2D-DOC with a changed name", forged, "datamatrix", expect_valid=False),
+    ]
+
+
+def all_samples() -> list[SampleCode]:
+    return basic_samples() + twoddoc_samples()

@@ -37,7 +37,9 @@ class AttestationLayout:
         try:
             object.__setattr__(self, "_marker", re.compile(self.marker))
         except re.error as exc:
-            raise ValueError(f"attestation marker {self.marker!r} is not a valid regular expression: {exc}") from None
+            raise ValueError(
+                f"attestation marker {self.marker!r} is not a valid regular expression: {exc}"
+            ) from None
 
     def strip_marker(self, text: str) -> str | None:
         match = self._marker.match(text)
@@ -59,7 +61,11 @@ class AmcAttestation:
     problems: tuple[str, ...] = ()
 
     def covers(self, day: date) -> bool:
-        return self.valid_from is not None and self.valid_to is not None and self.valid_from <= day <= self.valid_to
+        return (
+            self.valid_from is not None
+            and self.valid_to is not None
+            and self.valid_from <= day <= self.valid_to
+        )
 
     def to_fields(self) -> dict[str, Any]:
         return {
@@ -88,7 +94,7 @@ def _date(value: str, formats: tuple[str, ...]) -> date | None:
     compact = value.replace(" ", "")
     for fmt in formats:
         try:
-            return datetime.strptime(compact, fmt).date()  # noqa: DTZ007 - a calendar day, no time zone
+            return datetime.strptime(compact, fmt).date()  # a calendar day, no time zone
         except ValueError:
             continue
     return None
@@ -138,7 +144,9 @@ def parse_attestation(data: bytes, layout: AttestationLayout | None = None) -> A
     if start and end and start > end:
         problems.append(f"attestation period ends ({end}) before it starts ({start})")
     conventions = tuple(
-        c.strip() for c in re.split(f"[{re.escape(layout.list_separators)}]", values.get("conventions", "")) if c.strip()
+        c.strip()
+        for c in re.split(f"[{re.escape(layout.list_separators)}]", values.get("conventions", ""))
+        if c.strip()
     )
     return AmcAttestation(
         amc_number=amc,

@@ -35,14 +35,29 @@ class CodeConfig:
         try:
             opaque = OpaquePatterns(
                 apcv=tuple(codes.get("apcv", {}).get("patterns", OpaquePatterns.apcv)),
-                eprescription=tuple(codes.get("eprescription", {}).get("patterns", OpaquePatterns.eprescription)),
+                eprescription=tuple(
+                    codes.get("eprescription", {}).get("patterns", OpaquePatterns.eprescription)
+                ),
             )
             layout_keys = codes.get("attestation", {})
-            unknown = set(layout_keys) - {"marker", "separators", "fields", "list_separators", "date_formats", "required"}
+            unknown = set(layout_keys) - {
+                "marker",
+                "separators",
+                "fields",
+                "list_separators",
+                "date_formats",
+                "required",
+            }
             if unknown:
                 raise ConfigError(f"{path}: unknown [codes.attestation] keys: {', '.join(sorted(unknown))}")
+            defaults = AttestationLayout()
             layout = AttestationLayout(
-                **{k: tuple(v) if isinstance(v, list) else v for k, v in layout_keys.items()}
+                marker=str(layout_keys.get("marker", defaults.marker)),
+                separators=tuple(layout_keys.get("separators", defaults.separators)),
+                fields=tuple(layout_keys.get("fields", defaults.fields)),
+                list_separators=str(layout_keys.get("list_separators", defaults.list_separators)),
+                date_formats=tuple(layout_keys.get("date_formats", defaults.date_formats)),
+                required=tuple(layout_keys.get("required", defaults.required)),
             )
         except (TypeError, ValueError) as exc:
             if isinstance(exc, ConfigError):

@@ -1,0 +1,117 @@
+"""The ``comptoir`` command: the one composition root that wires adapters to the core.
+
+Adapters (drivers, sandbox) are imported inside the command that needs them, so importing the
+core starts nothing and pulls in no hardware library.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from appliance.codes.config import CodeConfig, ConfigError
+from appliance.codes.kinds import CodeKind, DecodedCode
+from appliance.codes.reader import CodeReader
+from appliance.codes.trust import TrustList, TrustListError
+
+EXIT_VALID, EXIT_INVALID, EXIT_UNREADABLE = 0, 1, 2
+
+
+def _reader(trust_dirs: Sequence[Path], config_path: Path | None) -> CodeReader:
+    trust = TrustList()
+    for directory in trust_dirs:
+        trust.update(TrustList.from_directory(directory))
+    config = CodeConfig.from_toml(config_path) if config_path else CodeConfig()
+    return CodeReader(trust, config)
+
+
+def exit_status(results: Sequence[DecodedCode]) -> int:
+    """0 when every code is valid, 1 when one is recognised but invalid, 2 when nothing was understood."""
+    if not results or all(r.kind is CodeKind.UNKNOWN for r in results):
+        return EXIT_UNREADABLE
+    return EXIT_VALID if all(r.valid for r in results) else EXIT_INVALID
+
+
+def _strip_terminator(data: bytes) -> bytes:
+    """A trailing CR/LF is the end of the line (echo, a scanner's terminator), not part of the code."""
+    return data.rstrip(b"\r\n")
+
+
+def cmd_decode(args: argparse.Namespace) -> int:
+    try:
+        reader = _reader(args.trust, args.config)
+    except (TrustListError, ConfigError) as exc:
+        print(f"comptoir decode: {exc}", file=sys.stderr)
+        return EXIT_UNREADABLE
+    expect = frozenset(args.expect) if args.expect else None
+    results: list[DecodedCode] = []
+    if args.image is not None:
+        from drivers.imaging import ImageError, decode_image
+
+        try:
+            found = decode_image(args.image)
+        except ImageError as exc:
+            print(f"comptoir decode: {exc}", file=sys.stderr)
+            return EXIT_UNREADABLE
+        if not found:
+            print(f"comptoir decode: no QR code or DataMatrix found in {args.image}", file=sys.stderr)
+        results = [reader.read(code.raw, symbology=code.symbology, expect=expect) for code in found]
+    else:
+        results = [reader.read(_strip_terminator(sys.stdin.buffer.read()), expect=expect)]
+    for result in results:
+        print(json.dumps(result.to_json(), ensure_ascii=False))
+    return exit_status(results)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from sandbox.demo import run_demo
+
+    return run_demo(args.out)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="comptoir", description="The comptoir pharmacy counter appliance.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    decode = commands.add_parser("decode", help="say what a scanned code contains, as JSON lines")
+    decode.add_argument("--image", type=Path, help="decode every code in this PNG or JPEG instead of stdin")
+    decode.add_argument(
+        "--trust",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="add the 2D-DOC public keys in DIR (PEM files named <CA id>-<certificate id>.pem)",
+    )
+    decode.add_argument(
+        "--config", type=Path, help="TOML file with the [codes] patterns and attestation layout"
+    )
+    decode.add_argument(
+        "--expect",
+        type=CodeKind,
+        action="append",
+        choices=[k for k in CodeKind if k is not CodeKind.UNKNOWN],
+        metavar="KIND",
+        help="a kind the current step expects (decides an opaque code that matches no pattern)",
+    )
+    decode.set_defaults(func=cmd_decode)
+
+    demo = commands.add_parser("demo", help="play the e-lecteur on sample codes and show what it understood")
+    demo.add_argument(
+        "--out", type=Path, default=Path("out/demo"), help="where to write images and transcript"
+    )
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    status: int = args.func(args)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
