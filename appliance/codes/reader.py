@@ -41,9 +41,12 @@ class CodeReader:
         with it. ``expect`` holds the kinds the current workflow step waits for: an opaque code that
         matches no pattern is taken for the one opaque kind expected, if there is exactly one.
         """
-        if symbology is None:  # keyboard and serial scanners prefix the identifier to the data
-            symbology, data = split_symbology(raw)
-        else:  # the reader reported it apart: the data is exactly the code's content
+        prefix, stripped = split_symbology(raw)
+        if symbology is None or prefix == symbology:
+            # keyboard and serial scanners prefix the identifier to the data (and may report it too)
+            symbology, data = prefix, stripped
+        else:
+            # the reader (camera) reported it apart: the data is exactly the code's content
             data = raw
         kind = self._kind(data, symbology, expect)
         try:

@@ -79,3 +79,10 @@ def test_an_empty_scan_is_unknown_and_says_so() -> None:
     result = CodeReader().read(b"")
     assert result.kind is CodeKind.UNKNOWN
     assert result.errors == ("the code is empty",)
+
+
+def test_a_prefix_reported_and_left_in_the_data_is_removed_once() -> None:
+    payload = SAMPLES["ins"].payload
+    result = CodeReader().read(b"]d1" + payload, symbology="]d1")
+    assert result.kind is CodeKind.INS
+    assert result.valid
