@@ -72,6 +72,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args.out)
 
 
+def cmd_scenario(args: argparse.Namespace) -> int:
+    from appliance.scenario import run_scenario
+
+    return run_scenario(args.file, db_path=args.db, key_path=args.key, sandbox_url=args.sandbox)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="comptoir", description="The comptoir pharmacy counter appliance.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -86,9 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="add the 2D-DOC public keys in DIR (PEM files named <CA id>-<certificate id>.pem)",
     )
-    decode.add_argument(
-        "--config", type=Path, help="TOML file with the [codes] patterns and attestation layout"
-    )
+    decode.add_argument("--config", type=Path, help="TOML file with the [codes] patterns and attestation layout")
     decode.add_argument(
         "--expect",
         type=CodeKind,
@@ -100,10 +104,21 @@ def build_parser() -> argparse.ArgumentParser:
     decode.set_defaults(func=cmd_decode)
 
     demo = commands.add_parser("demo", help="play the e-lecteur on sample codes and show what it understood")
-    demo.add_argument(
-        "--out", type=Path, default=Path("out/demo"), help="where to write images and transcript"
-    )
+    demo.add_argument("--out", type=Path, default=Path("out/demo"), help="where to write images and transcript")
     demo.set_defaults(func=cmd_demo)
+
+    scenario = commands.add_parser("scenario", help="play a scripted counter session against the sandbox")
+    scenario.add_argument("file", type=Path, help="JSON-lines script (docs/scenarios.md)")
+    scenario.add_argument("--db", type=Path, help="SQLite file to use (a temporary one by default)")
+    scenario.add_argument("--key", type=Path, help="field key file (default: <db>.key, created if missing)")
+    scenario.add_argument("--sandbox", metavar="URL", help="use this sandbox instead of starting one")
+    scenario.set_defaults(func=cmd_scenario)
+
+    from appliance.store.cli import register as register_store_commands
+    from sandbox.server import add_command as add_sandbox_command
+
+    register_store_commands(commands)
+    add_sandbox_command(commands)
     return parser
 
 

@@ -241,8 +241,7 @@ def format_table(rows: Sequence[Row]) -> str:
 
     def line(values: Sequence[str]) -> str:
         return "  ".join(
-            v.rjust(w) if i in numeric else v.ljust(w)
-            for i, (v, w) in enumerate(zip(values, widths, strict=True))
+            v.rjust(w) if i in numeric else v.ljust(w) for i, (v, w) in enumerate(zip(values, widths, strict=True))
         ).rstrip()
 
     out = [line(HEADERS), line(["-" * w for w in widths])]
@@ -291,9 +290,7 @@ def failures(measurements: Iterable[Measurement]) -> list[str]:
                 how.append(f"{timeouts} timeouts")
             if failed - wrong - timeouts:
                 how.append(f"{failed - wrong - timeouts} nothing found")
-            lines.append(
-                f"{decoder:10s} {condition:12s} {payload:10s} {failed}/{calls} failed: {', '.join(how)}"
-            )
+            lines.append(f"{decoder:10s} {condition:12s} {payload:10s} {failed}/{calls} failed: {', '.join(how)}")
     return lines
 
 
@@ -305,23 +302,15 @@ def wrong_samples(measurements: Iterable[Measurement]) -> list[str]:
         for r in m.results:
             if r is not None and r != m.frame.payload.data and (m.decoder, r) not in seen:
                 seen.add((m.decoder, r))
-                lines.append(
-                    f"{m.decoder} on {m.frame.payload.name}: got {r!r}\n    expected {m.frame.payload.data!r}"
-                )
+                lines.append(f"{m.decoder} on {m.frame.payload.name}: got {r!r}\n    expected {m.frame.payload.data!r}")
     return lines
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument(
-        "--repeat", type=int, default=None, help="timed calls per decoder and frame (default 10)"
-    )
-    parser.add_argument(
-        "--variants", type=int, default=None, help="placements per payload and condition (default 3)"
-    )
-    parser.add_argument(
-        "--quick", action="store_true", help="smoke run: 1 variant, 2 calls each (a few seconds)"
-    )
+    parser.add_argument("--repeat", type=int, default=None, help="timed calls per decoder and frame (default 10)")
+    parser.add_argument("--variants", type=int, default=None, help="placements per payload and condition (default 3)")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 1 variant, 2 calls each (a few seconds)")
     parser.add_argument("--seed", type=int, default=2024, help="frame generator seed")
     parser.add_argument("--dmtx-timeout", type=int, default=DMTX_TIMEOUT_MS, help="pylibdmtx timeout, ms")
     args = parser.parse_args(argv)

@@ -126,9 +126,7 @@ def draw_symbol(payload: Payload, scale: int) -> Frame:
     if payload.symbol is Symbol.QR:
         return render(text, Symbol.QR, gs1=payload.gs1, scale=scale)
     content = biip.gs1_messages.GS1Message.parse(text).as_hri() if payload.gs1 else text
-    barcode = zxingcpp.create_barcode(
-        content, zxingcpp.BarcodeFormat.DataMatrix, gs1=payload.gs1, force_square=True
-    )
+    barcode = zxingcpp.create_barcode(content, zxingcpp.BarcodeFormat.DataMatrix, gs1=payload.gs1, force_square=True)
     return np.asarray(barcode.to_image(scale=scale), dtype=np.uint8)
 
 
@@ -155,9 +153,7 @@ def make_frame(payload: Payload, condition: str, variant: int = 0, seed: int = 2
     canvas.paste(Image.fromarray(code), (cx - w // 2, cy - h // 2))
     if condition in ("rot15", "rot40"):
         angle = float(condition.removeprefix("rot"))
-        canvas = canvas.rotate(
-            angle, resample=Image.Resampling.BILINEAR, center=(cx, cy), fillcolor=BACKGROUND
-        )
+        canvas = canvas.rotate(angle, resample=Image.Resampling.BILINEAR, center=(cx, cy), fillcolor=BACKGROUND)
     elif condition in BLURS:
         canvas = canvas.filter(ImageFilter.GaussianBlur(BLURS[condition]))
     image = np.asarray(canvas, dtype=np.uint8)

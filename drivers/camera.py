@@ -213,9 +213,7 @@ class CameraScanner:
         events = []
         for key in self._tracker.update(by_key, self._clock()):
             code = by_key[key]
-            event = ScanEvent(
-                raw=code.raw, source=self.source, timestamp=self._wall_clock(), symbology=code.symbology
-            )
+            event = ScanEvent(raw=code.raw, source=self.source, timestamp=self._wall_clock(), symbology=code.symbology)
             events.append(event)
             try:
                 self._sink(event)

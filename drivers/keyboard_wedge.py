@@ -321,9 +321,7 @@ class ScanAssembler:
                 log.warning("input events dropped by the kernel; discarding the scan in progress")
                 self.reset()
                 now = event.timestamp
-                self._burst = _OpenBurst(
-                    started_at=now, last_press=now, last_event=now, presses=0, dropped=True
-                )
+                self._burst = _OpenBurst(started_at=now, last_press=now, last_event=now, presses=0, dropped=True)
                 self._resyncing = True
             elif event.code == SYN_REPORT:
                 self._resyncing = False

@@ -57,9 +57,7 @@ def run_demo(out: Path) -> int:
         save_png(render(sample.payload, Symbol(sample.symbol), gs1=sample.gs1), image)
         found = decode_image(image)
         decoded = [reader.read(code.raw, symbology=code.symbology) for code in found]
-        ok = (
-            len(decoded) == 1 and decoded[0].raw == sample.payload and decoded[0].valid == sample.expect_valid
-        )
+        ok = len(decoded) == 1 and decoded[0].raw == sample.payload and decoded[0].valid == sample.expect_valid
         surprises += not ok
         lines.extend(_describe(sample, image, decoded, ok))
     lines.append(f"{len(all_samples()) - surprises}/{len(all_samples())} samples understood as expected")

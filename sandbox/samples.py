@@ -28,9 +28,7 @@ class SampleCode:
     expect_valid: bool = True
 
 
-def ins_identity(
-    body13: str, *, first_names: str, birth_name: str, sex: str, born: date, place: str
-) -> InsIdentity:
+def ins_identity(body13: str, *, first_names: str, birth_name: str, sex: str, born: date, place: str) -> InsIdentity:
     """A test-register INS identity whose matricule key is computed."""
     return InsIdentity(
         matricule=body13 + nir_key(body13),
@@ -68,9 +66,7 @@ def basic_samples() -> list[SampleCode]:
         SampleCode("apcv", "Appli carte Vitale QR", b"APCV01:c2FuZGJveC1jb250ZXh0LTAwMDE", "qr"),
         SampleCode("eprescription", "ordonnance numérique QR", b"EP7K2Q-9XWM-4TDA-LR8C", "qr"),
         SampleCode("ins", "INS DataMatrix (Marie Durand)", build_ins_payload(MARIE), "datamatrix"),
-        SampleCode(
-            "ins-wrong-key", "INS DataMatrix with a wrong key", wrong_key, "datamatrix", expect_valid=False
-        ),
+        SampleCode("ins-wrong-key", "INS DataMatrix with a wrong key", wrong_key, "datamatrix", expect_valid=False),
         SampleCode(
             "box-doliprane",
             "medicine box GS1 DataMatrix",
@@ -84,9 +80,7 @@ def basic_samples() -> list[SampleCode]:
             f"AMC01{GS}88888888{GS}SP,ISANTE{GS}CSR01{GS}0012345678{GS}20260101{GS}20261231".encode(),
             "datamatrix",
         ),
-        SampleCode(
-            "unknown", "a loyalty card QR", b"https://example.invalid/fidelite/42", "qr", expect_valid=False
-        ),
+        SampleCode("unknown", "a loyalty card QR", b"https://example.invalid/fidelite/42", "qr", expect_valid=False),
     ]
 
 

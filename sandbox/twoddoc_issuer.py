@@ -120,9 +120,7 @@ def write_trust_dir(path: Path | str) -> list[Path]:
     for cert in SANDBOX_CERTIFICATES.values():
         target = directory / f"{cert.ca_id}-{cert.cert_id}.pem"
         target.write_bytes(
-            cert.public_key.public_bytes(
-                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-            )
+            cert.public_key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
         )
         written.append(target)
     return written
@@ -183,9 +181,7 @@ def encode_fields(
             if cut:
                 raise ValueError(f"field {ident} has a fixed length and cannot be truncated")
             if len(value) != spec.min_length:
-                raise ValueError(
-                    f"field {ident} needs exactly {spec.min_length} characters, not {len(value)}"
-                )
+                raise ValueError(f"field {ident} needs exactly {spec.min_length} characters, not {len(value)}")
             parts.append(ident + value)
             continue
         if spec is not None and spec.max_length is not None and len(value) > spec.max_length:

@@ -37,9 +37,7 @@ class AttestationLayout:
         try:
             object.__setattr__(self, "_marker", re.compile(self.marker))
         except re.error as exc:
-            raise ValueError(
-                f"attestation marker {self.marker!r} is not a valid regular expression: {exc}"
-            ) from None
+            raise ValueError(f"attestation marker {self.marker!r} is not a valid regular expression: {exc}") from None
 
     def strip_marker(self, text: str) -> str | None:
         match = self._marker.match(text)
@@ -61,11 +59,7 @@ class AmcAttestation:
     problems: tuple[str, ...] = ()
 
     def covers(self, day: date) -> bool:
-        return (
-            self.valid_from is not None
-            and self.valid_to is not None
-            and self.valid_from <= day <= self.valid_to
-        )
+        return self.valid_from is not None and self.valid_to is not None and self.valid_from <= day <= self.valid_to
 
     def to_fields(self) -> dict[str, Any]:
         return {

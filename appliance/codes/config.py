@@ -35,9 +35,7 @@ class CodeConfig:
         try:
             opaque = OpaquePatterns(
                 apcv=tuple(codes.get("apcv", {}).get("patterns", OpaquePatterns.apcv)),
-                eprescription=tuple(
-                    codes.get("eprescription", {}).get("patterns", OpaquePatterns.eprescription)
-                ),
+                eprescription=tuple(codes.get("eprescription", {}).get("patterns", OpaquePatterns.eprescription)),
             )
             layout_keys = codes.get("attestation", {})
             unknown = set(layout_keys) - {

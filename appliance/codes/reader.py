@@ -95,7 +95,4 @@ class CodeReader:
 def _unknown_message(data: bytes) -> str:
     if not data:
         return "the code is empty"
-    return (
-        "this code is not one the counter knows "
-        "(not a 2D-DOC, INS, medicine box, apCV, prescription or attestation)"
-    )
+    return "this code is not one the counter knows (not a 2D-DOC, INS, medicine box, apCV, prescription or attestation)"

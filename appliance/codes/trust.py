@@ -111,9 +111,7 @@ def load_pem_key(path: Path) -> ec.EllipticCurvePublicKey:
         else:
             key = serialization.load_pem_public_key(data)
     except (ValueError, TypeError) as exc:
-        raise TrustListError(
-            f"trust list file {path} does not hold a PEM public key or certificate: {exc}"
-        ) from exc
+        raise TrustListError(f"trust list file {path} does not hold a PEM public key or certificate: {exc}") from exc
     except Exception as exc:  # unsupported algorithms surface as cryptography's own exceptions
         raise TrustListError(f"trust list file {path} holds a key that cannot be used: {exc}") from exc
     return _checked_key(key, f"trust list file {path}")
@@ -124,7 +122,5 @@ def _checked_key(key: object, where: str) -> ec.EllipticCurvePublicKey:
         kind = type(key).__name__
         raise TrustListError(f"{where}: {kind} is not an elliptic-curve (ECDSA) public key")
     if key.curve.name not in SUPPORTED_CURVES:
-        raise TrustListError(
-            f"{where}: curve {key.curve.name} is not one of P-256, P-384, P-521 used by 2D-DOC"
-        )
+        raise TrustListError(f"{where}: curve {key.curve.name} is not one of P-256, P-384, P-521 used by 2D-DOC")
     return key

@@ -535,9 +535,7 @@ def _parse_header(text: str) -> _Header:
         raise TwoDDocError(f"2D-DOC version {version!r} is not supported (versions 02, 03 and 04 are)")
     length = HEADER_LENGTHS[version]
     if len(text) < length:
-        raise TwoDDocError(
-            f"2D-DOC header is cut short: {len(text)} characters where version {version} needs {length}"
-        )
+        raise TwoDDocError(f"2D-DOC header is cut short: {len(text)} characters where version {version} needs {length}")
     ca_id = _header_part(text[4:8], _ALNUM4, "CA id", "4 capital letters or digits")
     cert_id = _header_part(text[8:12], _ALNUM4, "certificate id", "4 capital letters or digits")
     issue_date = _decode_date(text[12:16], "issue date")
@@ -577,8 +575,7 @@ def _parse_fields(zone: str, table: dict[str, DataIdentifier], where: str) -> tu
             raise TwoDDocError(f"2D-DOC {where} ends in the middle of a data identifier ({ident!r})")
         if _ALNUM2.fullmatch(ident) is None:
             raise TwoDDocError(
-                f"2D-DOC {where}: data identifier {ident!r} (character {pos}) "
-                "is not 2 capital letters or digits"
+                f"2D-DOC {where}: data identifier {ident!r} (character {pos}) is not 2 capital letters or digits"
             )
         if ident in seen:
             raise TwoDDocError(f"2D-DOC {where}: data identifier {ident} appears twice")
@@ -610,8 +607,7 @@ def _parse_fields(zone: str, table: dict[str, DataIdentifier], where: str) -> tu
                 pos += 1
             if spec is not None and not truncated and len(value) < spec.min_length:
                 raise TwoDDocError(
-                    f"{label} is too short: {len(value)} characters "
-                    f"where at least {spec.min_length} are required"
+                    f"{label} is too short: {len(value)} characters where at least {spec.min_length} are required"
                 )
         bad = next((char for char in value if not " " <= char <= "~"), None)
         if bad is not None:

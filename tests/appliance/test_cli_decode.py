@@ -26,9 +26,7 @@ COMPTOIR = shutil.which("comptoir", path=str(Path(sys.executable).parent))
 
 def decode(*args: str, stdin: bytes = b"") -> tuple[int, list[dict[str, Any]], str]:
     assert COMPTOIR, "the comptoir console script is installed in the virtual environment"
-    done = subprocess.run(
-        [COMPTOIR, "decode", *args], input=stdin, capture_output=True, timeout=60, check=False
-    )
+    done = subprocess.run([COMPTOIR, "decode", *args], input=stdin, capture_output=True, timeout=60, check=False)
     lines = [json.loads(line) for line in done.stdout.decode().splitlines()]
     return done.returncode, lines, done.stderr.decode()
 
@@ -78,9 +76,7 @@ def test_unrecognised_bytes_exit_2() -> None:
 
 def test_an_image_with_several_codes_prints_one_line_per_code(tmp_path: Path) -> None:
     page = np.full((480, 640), 255, dtype=np.uint8)
-    for (row, col), name in zip(
-        [(40, 40), (40, 360), (260, 200)], ["ins", "box-doliprane", "apcv"], strict=True
-    ):
+    for (row, col), name in zip([(40, 40), (40, 360), (260, 200)], ["ins", "box-doliprane", "apcv"], strict=True):
         sample = SAMPLES[name]
         code = render(sample.payload, Symbol(sample.symbol), gs1=sample.gs1)
         page[row : row + code.shape[0], col : col + code.shape[1]] = code

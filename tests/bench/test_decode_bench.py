@@ -86,9 +86,7 @@ def test_every_decoder_gets_the_same_frames(
     frames: list[BenchFrame], seen_and_measured: tuple[dict[str, list[str]], list[Measurement]]
 ) -> None:
     seen, measurements = seen_and_measured
-    by_symbol = {
-        symbol: {_pixels_hash(f.image) for f in frames if f.payload.symbol is symbol} for symbol in Symbol
-    }
+    by_symbol = {symbol: {_pixels_hash(f.image) for f in frames if f.payload.symbol is symbol} for symbol in Symbol}
     # zxing-cpp reads every frame; each peer reads every frame of its symbology, and only those.
     assert set(seen["zxing-cpp"]) == by_symbol[Symbol.DATAMATRIX] | by_symbol[Symbol.QR]
     assert set(seen["pylibdmtx"]) == by_symbol[Symbol.DATAMATRIX]

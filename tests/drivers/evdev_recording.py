@@ -83,9 +83,7 @@ class ScannerKeyboard:
     def __post_init__(self) -> None:
         self._keymap = KeyTranslator(self.layout, self.variant)
 
-    def type(
-        self, text: str, *, start: float = T0, terminator: Terminator | None = "enter"
-    ) -> list[InputEventRecord]:
+    def type(self, text: str, *, start: float = T0, terminator: Terminator | None = "enter") -> list[InputEventRecord]:
         """The events for ``text`` (``\\x1d`` sent per :attr:`gs`), then the terminator key."""
         strokes: list[list[Frame]] = []
         for char in text:

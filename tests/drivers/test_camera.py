@@ -323,9 +323,7 @@ def test_failing_source_reports_device_lost() -> None:
 
 
 def test_rgba_to_grey() -> None:
-    rgba = np.array(
-        [[[255, 255, 255, 255], [0, 0, 0, 255]], [[255, 0, 0, 255], [0, 255, 0, 255]]], dtype=np.uint8
-    )
+    rgba = np.array([[[255, 255, 255, 255], [0, 0, 0, 255]], [[255, 0, 0, 255], [0, 255, 0, 255]]], dtype=np.uint8)
     grey = rgba_to_grey(rgba.tobytes(), (2, 2))
     assert grey.dtype == np.uint8
     assert grey.tolist() == [[255, 0], [76, 149]]

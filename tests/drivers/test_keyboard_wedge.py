@@ -133,9 +133,7 @@ def test_azerty_scanner_types_digits_with_shift_written_by_hand() -> None:
 TEXT = "AbC-123/xyz.Q0"
 
 
-@pytest.mark.parametrize(
-    ("layout", "variant"), [("fr", None), ("us", None), ("be", None), ("ch", None), ("ch", "fr")]
-)
+@pytest.mark.parametrize(("layout", "variant"), [("fr", None), ("us", None), ("be", None), ("ch", None), ("ch", "fr")])
 def test_each_layout_reads_back_what_the_scanner_typed(layout: str, variant: str | None) -> None:
     events = ScannerKeyboard(layout, variant).type(TEXT)
     assert scans(assemble(events, layout=layout, variant=variant)) == [TEXT.encode()]
@@ -224,9 +222,7 @@ def test_an_unconfigured_function_key_is_not_data() -> None:
 # --------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("terminator", "keysym"), [("enter", "Return"), ("kp_enter", "KP_Enter"), ("tab", "Tab")]
-)
+@pytest.mark.parametrize(("terminator", "keysym"), [("enter", "Return"), ("kp_enter", "KP_Enter"), ("tab", "Tab")])
 def test_a_terminator_key_ends_the_scan_at_once(terminator: str, keysym: str) -> None:
     events = ScannerKeyboard("fr").type("ABC123", terminator=terminator)  # type: ignore[arg-type]
     assembler = ScanAssembler(config())
@@ -477,9 +473,7 @@ def test_replug_releases_modifiers_held_at_unplug() -> None:
     shift_down = frame_events([(KEY_LEFTSHIFT, 1)], T0)
     after = keyboard.type("é1")  # é is unshifted KEY_2: a stuck Shift would make it "2"
     recorder = Recorder()
-    scanner, _ = scanner_on(
-        [RecordedSession(shift_down, unplug_after_ms=1), RecordedSession(after)], recorder
-    )
+    scanner, _ = scanner_on([RecordedSession(shift_down, unplug_after_ms=1), RecordedSession(after)], recorder)
     with scanner:
         recorder.wait_for(4)
     assert recorder.scans() == ["é1".encode("latin-1")]
@@ -529,9 +523,7 @@ def test_nothing_runs_or_opens_before_start() -> None:
 
 def test_real_interface_with_no_input_devices_reports_not_found(tmp_path: Path) -> None:
     recorder = Recorder()
-    scanner = KeyboardWedgeScanner(
-        config(), recorder, status=recorder, interface=EvdevInterface(str(tmp_path))
-    )
+    scanner = KeyboardWedgeScanner(config(), recorder, status=recorder, interface=EvdevInterface(str(tmp_path)))
     with scanner:
         assert recorder.wait_for(1) == [("lost", "not found")]
 
@@ -560,9 +552,9 @@ def test_a_failing_sink_does_not_kill_the_driver() -> None:
 def test_recording_helper_shifts_time_exactly() -> None:
     events = read_recording(RECORDINGS / "fr_gs1_alt0029_enter.evdev")
     moved = shifted(events, 12.345678)
-    assert [
-        (m.sec * 10**6 + m.usec) - (e.sec * 10**6 + e.usec) for e, m in zip(events, moved, strict=True)
-    ] == [12_345_678] * len(events)
+    assert [(m.sec * 10**6 + m.usec) - (e.sec * 10**6 + e.usec) for e, m in zip(events, moved, strict=True)] == [
+        12_345_678
+    ] * len(events)
 
 
 class _PipeInputDevice:

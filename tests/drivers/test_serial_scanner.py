@@ -112,9 +112,7 @@ def test_config_rules() -> None:
         SerialScannerConfig(path="/dev/null", terminator=Terminator.NONE, idle_gap_ms=None)
     with pytest.raises(ValueError):
         SerialScannerConfig(path="/dev/null", idle_gap_ms=0)
-    assert SerialScannerConfig(path="/dev/serial/by-id/usb-Acme_Imager-if00").source == (
-        "serial:usb-Acme_Imager-if00"
-    )
+    assert SerialScannerConfig(path="/dev/serial/by-id/usb-Acme_Imager-if00").source == ("serial:usb-Acme_Imager-if00")
     assert SerialScannerConfig(path="/dev/ttyACM0", source_id="desk").source == "desk"
 
 

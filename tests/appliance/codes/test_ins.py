@@ -59,9 +59,7 @@ def test_the_oid_tells_the_register(oid: str, register: InsOid) -> None:
 
 
 def test_a_wrong_matricule_key_is_a_problem_not_a_crash() -> None:
-    payload = build_ins_payload(MARIE).replace(
-        MARIE.matricule.encode(), MARIE.matricule[:13].encode() + b"00"
-    )
+    payload = build_ins_payload(MARIE).replace(MARIE.matricule.encode(), MARIE.matricule[:13].encode() + b"00")
     ins = parse_ins(payload)
     assert ins.problems == (f"NIR key 00 does not match, expected {MARIE.matricule[13:]}",)
 

@@ -28,9 +28,7 @@ def test_a_broken_pattern_is_refused_when_configured() -> None:
 
 
 def test_binary_tokens_are_shown_in_base64_and_text_tokens_as_text() -> None:
-    assert read_opaque(
-        b"EP7K2Q-9XWM-4TDA-LR8C", CodeKind.EPRESCRIPTION, matched_pattern=True
-    ).to_fields() == {
+    assert read_opaque(b"EP7K2Q-9XWM-4TDA-LR8C", CodeKind.EPRESCRIPTION, matched_pattern=True).to_fields() == {
         "token": "EP7K2Q-9XWM-4TDA-LR8C",
         "token_encoding": "text",
         "matched_pattern": True,

@@ -36,9 +36,7 @@ def mutated(draw: st.DrawFn, seeds: list[bytes] = SEEDS) -> bytes:
         elif action == "cut":
             del data[at:]
         elif action == "insert":
-            data[at:at] = draw(
-                st.binary(min_size=1, max_size=4) | st.sampled_from([b"\x1d", b"\x1e", b"\x1f", b"S1"])
-            )
+            data[at:at] = draw(st.binary(min_size=1, max_size=4) | st.sampled_from([b"\x1d", b"\x1e", b"\x1f", b"S1"]))
         elif data:
             del data[at]
     return bytes(data)
@@ -78,9 +76,7 @@ def test_nir_parser_raises_only_code_errors(text: str) -> None:
 
 @FUZZ
 @given(payloads, st.sets(st.sampled_from(list(CodeKind))))
-def test_the_reader_never_raises_and_always_explains_an_invalid_code(
-    data: bytes, expect: set[CodeKind]
-) -> None:
+def test_the_reader_never_raises_and_always_explains_an_invalid_code(data: bytes, expect: set[CodeKind]) -> None:
     result = CodeReader().read(data, expect=expect)
     assert result.raw == data
     assert result.valid or result.errors

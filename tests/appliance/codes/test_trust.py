@@ -48,9 +48,7 @@ def test_adding_the_same_ids_again_replaces_the_key() -> None:
     assert trust.get("FR03", "AB04") == other
 
 
-@pytest.mark.parametrize(
-    ("ca_id", "cert_id"), [("FR0", "0001"), ("fr00", "0001"), ("FR00", "00 1"), ("FR00", "")]
-)
+@pytest.mark.parametrize(("ca_id", "cert_id"), [("FR0", "0001"), ("fr00", "0001"), ("FR00", "00 1"), ("FR00", "")])
 def test_ids_that_are_not_four_capital_letters_or_digits_are_refused(ca_id: str, cert_id: str) -> None:
     with pytest.raises(TrustListError, match="is not 4 capital letters or digits"):
         TrustList().add(ca_id, cert_id, P256.public_key())
@@ -107,9 +105,7 @@ def test_an_empty_directory_gives_an_empty_trust_list(tmp_path: Path) -> None:
     assert len(TrustList.from_directory(tmp_path)) == 0
 
 
-@pytest.mark.parametrize(
-    "name", ["FR00_0001.pem", "fr00-0001.pem", "FR00-001.pem", "FR00-0001.PEM", "README.txt"]
-)
+@pytest.mark.parametrize("name", ["FR00_0001.pem", "fr00-0001.pem", "FR00-001.pem", "FR00-0001.PEM", "README.txt"])
 def test_a_badly_named_file_is_refused_and_named(tmp_path: Path, name: str) -> None:
     (tmp_path / "FR00-0001.pem").write_bytes(_pem(P256.public_key()))
     (tmp_path / name).write_bytes(_pem(P256.public_key()))

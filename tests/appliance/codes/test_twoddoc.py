@@ -110,9 +110,7 @@ def test_dates_count_days_from_the_first_of_january_2000() -> None:
 
 @pytest.mark.parametrize("version", ["02", "03", "04"])
 @pytest.mark.parametrize(("cert_id", "raw_length"), [("TS01", 64), ("TS02", 96), ("TS03", 132)])
-def test_a_signed_document_verifies_for_every_version_and_curve(
-    version: str, cert_id: str, raw_length: int
-) -> None:
+def test_a_signed_document_verifies_for_every_version_and_curve(version: str, cert_id: str, raw_length: int) -> None:
     doc = parse_2d_doc(_issue(version=version, cert_id=cert_id), TRUST)
     assert doc.signature_status is SignatureStatus.VALID
     assert doc.valid
@@ -245,9 +243,7 @@ def test_the_annex_after_the_signature_is_read_apart_and_is_not_signed() -> None
 def test_the_issuer_terminates_only_variable_fields_that_are_neither_full_nor_last() -> None:
     payload = _issue(version="02")
     header = "DC02FR00TS01227A227B00"  # 2024-03-01 and 2024-03-02 are days 0x227A and 0x227B
-    assert _text(payload).startswith(
-        header + "10M JEAN DUPONT<GS>2212 RUE DES LILAS<GS>247501125PARIS<GS>26FR<US>"
-    )
+    assert _text(payload).startswith(header + "10M JEAN DUPONT<GS>2212 RUE DES LILAS<GS>247501125PARIS<GS>26FR<US>")
 
 
 def test_fixed_and_variable_fields_are_read_with_their_names() -> None:
@@ -294,9 +290,7 @@ def test_a_trailing_group_separator_before_the_unit_separator_is_tolerated() -> 
 
 
 def test_a_record_separator_marks_a_truncated_value() -> None:
-    payload = _issue(
-        fields=[("12", "JEAN CHRISTOPHE MARIE"), ("13", "DUPONT"), ("24", "75011")], truncated={"12"}
-    )
+    payload = _issue(fields=[("12", "JEAN CHRISTOPHE MARIE"), ("13", "DUPONT"), ("24", "75011")], truncated={"12"})
     assert _bytes("12JEAN CHRISTOPHE MARIE<RS>13DUPONT<GS>2475011<US>") in payload
     doc = parse_2d_doc(payload, TRUST)
     assert doc.signature_status is SignatureStatus.VALID
@@ -458,9 +452,7 @@ def test_the_issuer_refuses_values_the_specification_does_not_allow() -> None:
 def test_a_rendered_datamatrix_decodes_back_to_a_document_that_verifies() -> None:
     from drivers.imaging import Symbol, decode_frame, render
 
-    payload = _issue(
-        fields=[*ADDRESS_FIELDS[:3], ("12", "JEAN CHRISTOPHE MARIE")], cert_id="TS02", truncated={"12"}
-    )
+    payload = _issue(fields=[*ADDRESS_FIELDS[:3], ("12", "JEAN CHRISTOPHE MARIE")], cert_id="TS02", truncated={"12"})
     found = decode_frame(render(payload, Symbol.DATAMATRIX), [Symbol.DATAMATRIX])
     assert len(found) == 1
     assert found[0].raw == payload  # the separators survive: read from .bytes, not .text
@@ -528,8 +520,7 @@ def test_truncations_of_a_valid_code_are_read_or_refused_never_a_crash(length: i
 @FAST
 @given(
     st.integers(0, len(VALID)),
-    st.binary(min_size=1, max_size=8)
-    | st.sampled_from([GS.encode(), RS.encode(), US.encode(), b"FFFF", b"\xc3\xa9"]),
+    st.binary(min_size=1, max_size=8) | st.sampled_from([GS.encode(), RS.encode(), US.encode(), b"FFFF", b"\xc3\xa9"]),
 )
 def test_insertions_into_a_valid_code_are_read_or_refused_never_a_crash(index: int, inserted: bytes) -> None:
     doc = _parse_or_error(VALID[:index] + inserted + VALID[index:])

@@ -1,0 +1,167 @@
+"""The counter's domain vocabulary (DESIGN §1): people, identities, rights, prescriptions, products.
+
+Plain frozen dataclasses with no behaviour that needs a store or a network, so the workflow, the
+store, the teleservice adapters and the sandbox all speak the same types.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+from enum import StrEnum
+
+
+class Role(StrEnum):
+    """Operator roles; only pharmacists (titulaire, pharmacien) may validate a dispensation."""
+
+    TITULAIRE = "titulaire"
+    PHARMACIEN = "pharmacien"
+    PREPARATEUR = "preparateur"
+
+    @property
+    def may_validate(self) -> bool:
+        return self is not Role.PREPARATEUR
+
+
+class IdentityStatus(StrEnum):
+    """RNIV statuses of a patient identity."""
+
+    PROV = "PROV"
+    """Provisional: typed or read from a card, not confirmed by INSi."""
+    RECUP = "RECUP"
+    """Retrieved from INSi, no identity document checked."""
+    VALI = "VALI"
+    """Identity document checked, INS not retrieved."""
+    QUAL = "QUAL"
+    """Qualified: INSi + document checked, or apCV."""
+
+
+class Visibility(StrEnum):
+    """Who may see a document fed to the DMP, as the patient chose."""
+
+    ALL = "all"
+    HIDDEN_FROM_PATIENT = "hidden-from-patient"
+    HIDDEN_FROM_PROFESSIONALS = "hidden-from-professionals"
+
+
+@dataclass(frozen=True, slots=True)
+class Traits:
+    """The five INS identity traits (birth place may be unknown on a card read)."""
+
+    birth_name: str
+    first_names: str
+    sex: str
+    birth_date: date
+    birth_place: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Beneficiary:
+    """A person covered on a card (family members share one card)."""
+
+    nir: str
+    """The beneficiary's own NIR (15 characters), or the card holder's for a child without one."""
+    rank: int
+    """Birth-order rank of the beneficiary on the card (rang gémellaire for twins)."""
+    traits: Traits
+    holder_nir: str = ""
+    """The card holder's NIR (ouvrant droit)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Ins:
+    """A national health identity: matricule + OID + traits."""
+
+    matricule: str
+    oid: str
+    traits: Traits
+
+
+@dataclass(frozen=True, slots=True)
+class AmoRights:
+    """Compulsory insurance rights for one beneficiary."""
+
+    nir: str
+    regime: str
+    fund: str
+    valid_from: date
+    valid_to: date
+    ald: bool = False
+    """Long-term illness (affection de longue durée): ALD lines are covered at 100 %."""
+    c2s: bool = False
+    """Complémentaire santé solidaire: everything reimbursable is covered, nothing to pay."""
+
+    def covers(self, day: date) -> bool:
+        return self.valid_from <= day <= self.valid_to
+
+
+@dataclass(frozen=True, slots=True)
+class AmcRights:
+    """Complementary (mutuelle) rights, as returned by IDB or DLD."""
+
+    amc_number: str
+    member_number: str
+    valid_from: date
+    valid_to: date
+    coverage_pct: int
+    """Share of the AMO-reimbursable remainder the mutuelle pays (100 = the whole ticket modérateur)."""
+    accreditation: str | None = None
+    """Number returned by IDB/DLD that goes into the claim; None until a look-up succeeded."""
+    conventions: tuple[str, ...] = ()
+
+    def covers(self, day: date) -> bool:
+        return self.valid_from <= day <= self.valid_to
+
+
+@dataclass(frozen=True, slots=True)
+class Product:
+    """A line of the product reference table."""
+
+    cip13: str
+    name: str
+    price_cents: int
+    rate_pct: int
+    """AMO reimbursement rate: 65, 30, 15 or 100; 0 for a product that is not reimbursable."""
+    list: str = ""
+    """Prescription list: "I", "II", "stupefiant" or empty."""
+
+
+@dataclass(frozen=True, slots=True)
+class PrescriptionLine:
+    line_no: int
+    label: str
+    quantity: int
+    cip13: str | None = None
+    ald: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Prescription:
+    prescription_id: str
+    prescriber: str
+    prescribed_on: date
+    renewals: int
+    lines: tuple[PrescriptionLine, ...]
+    patient_nir: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ApcvContext:
+    """What the apCV teleservice returns for a phone's QR context."""
+
+    beneficiaries: tuple[Beneficiary, ...]
+    ins: dict[str, Ins] = field(default_factory=dict)
+    """Qualified INS by beneficiary NIR."""
+    expires_at: float = 0.0
+
+
+class InsiOutcome(StrEnum):
+    FOUND = "00"
+    NONE = "01"
+    SEVERAL = "02"
+
+
+@dataclass(frozen=True, slots=True)
+class InsiResult:
+    outcome: InsiOutcome
+    identities: tuple[Ins, ...] = ()

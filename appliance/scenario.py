@@ -1,0 +1,357 @@
+"""`comptoir scenario FILE`: play a scripted counter session against the sandbox and print a transcript.
+
+A script is JSON lines (format in ``docs/scenarios.md``): scans, card insert/remove, intents
+(touches), clock advances, network down/up, and ``expect`` lines checked against the state. The
+runner is a composition root: it wires a real SQLite store, the real sandbox HTTP server (started
+here unless ``--sandbox URL`` is given) and the HTTP teleservice adapter to the core workflow.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import socket
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+from appliance.codes.kinds import CodeKind
+from appliance.codes.reader import CodeReader
+from appliance.domain import Role
+from appliance.teleservices import Teleservices
+from appliance.workflow.events import CardInserted, CardRemoved, Event, Intent, NetworkChanged, Scanned, Tick
+from appliance.workflow.machine import Counter, Outcome
+from appliance.workflow.session import Step
+
+EXPECTED_KINDS = {
+    Step.ATTRACT: frozenset({CodeKind.APCV}),
+    Step.RIGHTS: frozenset({CodeKind.EPRESCRIPTION}),
+    Step.PRESCRIPTION: frozenset({CodeKind.EPRESCRIPTION}),
+}
+START = datetime(2026, 6, 15, 9, 0, tzinfo=UTC)
+"""Scenario clocks start on the sandbox population's reference day."""
+
+
+class ScriptError(ValueError):
+    """A script line the runner cannot understand (exit status 2)."""
+
+
+class ScenarioClock:
+    def __init__(self, start: datetime = START) -> None:
+        self.now = start.timestamp()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class NetworkSwitch:
+    """The teleservices as seen through the box's network link: ``down`` sends every call to a closed
+    port on 127.0.0.1, so the adapter meets a real "connection refused"."""
+
+    def __init__(self, online: Teleservices, offline: Teleservices) -> None:
+        self._online, self._offline = online, offline
+        self.up = True
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._online if self.up else self._offline, name)
+
+
+def _closed_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class Transcript:
+    entries: list[dict[str, Any]] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+
+
+def _get(state: dict[str, Any], path: str) -> Any:
+    value: Any = state
+    for part in path.split("."):
+        if isinstance(value, dict) and part in value:
+            value = value[part]
+        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
+            value = value[int(part)]
+        else:
+            raise KeyError(path)
+    return value
+
+
+def check_expectations(expected: dict[str, Any], state: dict[str, Any]) -> list[str]:
+    """Differences between an ``expect`` line and the state, in words (empty when it holds).
+
+    ``"path": value`` compares equal; ``"path~": "text"`` checks that the value contains the text.
+    """
+    problems = []
+    for raw_path, wanted in expected.items():
+        contains = raw_path.endswith("~")
+        path = raw_path.rstrip("~")
+        try:
+            actual = _get(state, path)
+        except KeyError:
+            problems.append(f"{path}: not in the state (expected {json.dumps(wanted, ensure_ascii=False)})")
+            continue
+        if contains:
+            if actual is None or str(wanted) not in str(actual):
+                problems.append(f"{path}: expected to contain {wanted!r}, got {json.dumps(actual, ensure_ascii=False)}")
+        elif actual != wanted:
+            shown = json.dumps(wanted, ensure_ascii=False), json.dumps(actual, ensure_ascii=False)
+            problems.append(f"{path}: expected {shown[0]}, got {shown[1]}")
+    return problems
+
+
+class ScenarioRunner:
+    """Plays script lines one by one against a :class:`Counter`."""
+
+    def __init__(
+        self,
+        counter: Counter,
+        reader: CodeReader,
+        clock: ScenarioClock,
+        network: NetworkSwitch,
+        deliver: Callable[[], dict[str, Any]],
+        add_operator: Callable[[str, Role, str], None],
+        db_state: Callable[[], dict[str, Any]],
+    ) -> None:
+        self.counter = counter
+        self.reader = reader
+        self.clock = clock
+        self.network = network
+        self.deliver = deliver
+        self.add_operator = add_operator
+        self.db_state = db_state
+        self.last: Outcome | None = None
+        self.transcript = Transcript()
+
+    def state(self) -> dict[str, Any]:
+        counter = self.counter
+        outcome = counter.outcome()
+        if counter.step is Step.ATTRACT and counter.last_outcome is not None:
+            outcome = counter.last_outcome
+        return {
+            "step": counter.step.value,
+            "accepted": self.last.accepted if self.last else None,
+            "message": self.last.message if self.last else None,
+            "view": counter.view(),
+            "outcome": outcome,
+            "db": self.db_state(),
+        }
+
+    def play(self, number: int, line: dict[str, Any]) -> None:
+        if "expect" in line:
+            problems = check_expectations(dict(line["expect"]), self.state())
+            for problem in problems:
+                self.transcript.failures.append(f"line {number}: {problem}")
+            self.transcript.entries.append({"line": number, "expect": line["expect"], "holds": not problems})
+            return
+        if "comment" in line and len(line) == 1:
+            return
+        if "operator" in line and "intent" not in line:
+            spec = line["operator"]
+            self.add_operator(str(spec["name"]), Role(spec["role"]), str(spec["pin"]))
+            self.transcript.entries.append({"line": number, "operator": spec["name"], "role": spec["role"]})
+            return
+        if "sync" in line:
+            report = self.deliver()
+            self.transcript.entries.append({"line": number, "sync": report})
+            return
+        event = self._event(line)
+        self.last = self.counter.handle(event)
+        if isinstance(event, NetworkChanged) and event.online:
+            report = self.deliver()
+            self.transcript.entries.append(
+                {
+                    "line": number,
+                    "event": line,
+                    "accepted": True,
+                    "sync": report,
+                    "step": self.counter.step.value,
+                }
+            )
+            return
+        self.transcript.entries.append(
+            {
+                "line": number,
+                "event": _printable(line),
+                "accepted": self.last.accepted,
+                "step": self.last.step.value,
+                "message": self.last.message,
+            }
+        )
+
+    def _event(self, line: dict[str, Any]) -> Event:
+        if "scan" in line or "scan_b64" in line or "box" in line:
+            raw = _scan_bytes(line)
+            code = self.reader.read(raw, expect=EXPECTED_KINDS.get(self.counter.step))
+            return Scanned(code)
+        if "card" in line:
+            if line["card"] == "remove":
+                return CardRemoved()
+            if line["card"] == "insert":
+                return _card(line)
+            raise ScriptError(f"card must be insert or remove, not {line['card']!r}")
+        if "intent" in line:
+            args = {k: v for k, v in line.items() if k != "intent"}
+            return Intent(str(line["intent"]), args)
+        if "advance" in line:
+            self.clock.now += float(line["advance"])
+            return Tick()
+        if "network" in line:
+            up = line["network"] == "up"
+            if line["network"] not in ("up", "down"):
+                raise ScriptError("network must be up or down")
+            self.network.up = up
+            return NetworkChanged(up)
+        raise ScriptError(f"unknown script line: {json.dumps(line, ensure_ascii=False)}")
+
+
+def _printable(line: dict[str, Any]) -> dict[str, Any]:
+    """The event as shown in the transcript: a PIN never appears."""
+    return {k: ("****" if k == "pin" else v) for k, v in line.items()}
+
+
+def _scan_bytes(line: dict[str, Any]) -> bytes:
+    if "scan_b64" in line:
+        return base64.b64decode(line["scan_b64"])
+    if "box" in line:
+        box = line["box"]
+        expiry = date.fromisoformat(box.get("expiry", "2027-12-31")).strftime("%y%m%d")
+        gtin = "0" + box["cip13"]
+        return f"01{gtin}17{expiry}10{box.get('lot', 'LOT1')}\x1d21{box['serial']}".encode("ascii")
+    return str(line["scan"]).encode("latin-1")
+
+
+def _card(line: dict[str, Any]) -> CardInserted:
+    from sandbox.population import CASES, PEOPLE
+
+    case = CASES.get(str(line.get("case", "")))
+    if case is None:
+        raise ScriptError(f"unknown population case {line.get('case')!r}")
+    members = [PEOPLE[key] for key in case.members]
+    data_on = date.fromisoformat(line["data_on"]) if "data_on" in line else START.date()
+    return CardInserted(
+        beneficiaries=tuple(p.beneficiary for p in members),
+        amo={p.beneficiary.nir: p.amo for p in members},
+        data_on=data_on,
+    )
+
+
+def read_script(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    for number, text in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not text.strip() or text.lstrip().startswith("#"):
+            continue
+        try:
+            line = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ScriptError(f"line {number}: not JSON ({exc.msg})") from None
+        if not isinstance(line, dict):
+            raise ScriptError(f"line {number}: a script line is a JSON object")
+        yield number, line
+
+
+@contextlib.contextmanager
+def _sandbox(url: str | None) -> Iterator[str]:
+    if url is not None:
+        yield url
+        return
+    from sandbox.server import SandboxServer
+
+    server = SandboxServer(port=0)
+    base = server.start()
+    try:
+        yield base
+    finally:
+        server.stop()
+
+
+def run_scenario(
+    script: Path,
+    *,
+    db_path: Path | None,
+    key_path: Path | None,
+    sandbox_url: str | None,
+    out: Callable[[str], None] = print,
+) -> int:
+    """Play ``script``; 0 when every expectation holds, 1 when one does not, 2 for a bad script."""
+    from appliance.delivery import deliver_pending
+    from appliance.products import DEFAULT_PRODUCTS_PATH, ProductTable
+    from appliance.store import operators
+    from appliance.store.database import open_database
+    from appliance.store.records import CounterRecords
+    from appliance.store.sealing import FieldCipher
+    from sync.teleservices_http import HttpTeleservices
+
+    try:
+        lines = list(read_script(script))
+    except (OSError, ScriptError) as exc:
+        print(f"comptoir scenario: {exc}", file=sys.stderr)
+        return 2
+    with contextlib.ExitStack() as stack:
+        if db_path is None:
+            workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="comptoir-scenario-")))
+            db_path = workdir / "counter.db"
+        key_path = key_path or db_path.with_name(db_path.name + ".key")
+        if not key_path.exists():
+            FieldCipher.create_key(key_path)
+        cipher = FieldCipher.load(key_path)
+        db = open_database(db_path)
+        stack.callback(db.close)
+        clock = ScenarioClock()
+        base_url = stack.enter_context(_sandbox(sandbox_url))
+        online = HttpTeleservices(base_url, timeout=2.0)
+        offline = HttpTeleservices(f"http://127.0.0.1:{_closed_port()}", timeout=0.5)
+        network = NetworkSwitch(online, offline)
+        records = CounterRecords(db, cipher, clock)
+        counter = Counter(records, network, ProductTable.load(DEFAULT_PRODUCTS_PATH), clock=clock)
+
+        def add_operator(name: str, role: Role, pin: str) -> None:
+            if not any(op.name == name for op in operators.list_operators(db)):
+                operators.add_operator(db, name, role, pin)
+
+        def deliver() -> dict[str, Any]:
+            if not network.up:
+                return {"delivered": 0, "deferred": 0, "refused": 0, "offline": True}
+            report = deliver_pending(records, network, clock=clock)
+            return {"delivered": report.delivered, "deferred": report.deferred, "refused": report.refused}
+
+        def db_state() -> dict[str, Any]:
+            conn = db.conn
+            return {
+                "claims": conn.execute("SELECT count(*) FROM claims").fetchone()[0],
+                "claim_numbers": [r[0] for r in conn.execute("SELECT number FROM claims ORDER BY number")],
+                "outbox_pending": conn.execute("SELECT count(*) FROM outbox WHERE delivered_at IS NULL").fetchone()[0],
+                "rejected_claims": conn.execute("SELECT count(*) FROM claims WHERE status = 'rejected'").fetchone()[0],
+                "accepted_claims": conn.execute("SELECT count(*) FROM claims WHERE status = 'accepted'").fetchone()[0],
+            }
+
+        runner = ScenarioRunner(counter, CodeReader(), clock, network, deliver, add_operator, db_state)
+        try:
+            for number, line in lines:
+                runner.play(number, line)
+        except (ScriptError, KeyError, TypeError, ValueError) as exc:
+            print(f"comptoir scenario: line {number}: {exc}", file=sys.stderr)
+            return 2
+        final = runner.state()
+        out(
+            json.dumps(
+                {
+                    "transcript": runner.transcript.entries,
+                    "outcome": final["outcome"],
+                    "failures": runner.transcript.failures,
+                },
+                ensure_ascii=False,
+                indent=2,
+            )
+        )
+        for failure in runner.transcript.failures:
+            print(f"expectation failed: {failure}", file=sys.stderr)
+        return 1 if runner.transcript.failures else 0
+    return 2  # unreachable: ExitStack does not swallow exceptions

@@ -1,0 +1,114 @@
+"""The schema, as an ordered list of forward migrations (DESIGN §5: versioned, run forward on start).
+
+Rules for whoever appends here (the domain tables come after the store's):
+
+- the list is plain and module-level, numbered 1, 2, 3… without holes; :func:`migrate` refuses
+  anything else;
+- a shipped migration is never edited or removed; a change is a new migration appended at the end;
+- each migration runs in one transaction with foreign keys ON (SQLite cannot switch them off inside a
+  transaction), and must leave no foreign-key violation behind.
+"""
+
+from __future__ import annotations
+
+from appliance.store.database import Migration
+
+PHARMACY = Migration(
+    1,
+    "pharmacy settings",
+    """
+    -- Key/value settings of this pharmacy (FINESS, name, options such as the number of visits the
+    -- identity-qualification prompt returns). Values are text; callers encode/decode.
+    CREATE TABLE pharmacy (
+        key   TEXT PRIMARY KEY NOT NULL,
+        value TEXT NOT NULL
+    ) WITHOUT ROWID;
+    """,
+)
+
+OPERATORS = Migration(
+    2,
+    "operators",
+    """
+    -- One row per person at the counter: no shared account. Names are unique regardless of case.
+    -- Rows are never deleted (the audit journal refers to them); a departed colleague is deactivated.
+    CREATE TABLE operators (
+        id              INTEGER PRIMARY KEY,
+        name            TEXT NOT NULL UNIQUE COLLATE NOCASE CHECK (length(trim(name)) > 0),
+        role            TEXT NOT NULL,
+        pin_hash        TEXT NOT NULL,
+        failed_attempts INTEGER NOT NULL DEFAULT 0 CHECK (failed_attempts >= 0),
+        locked_until    REAL,
+        active          INTEGER NOT NULL DEFAULT 1 CHECK (active IN (0, 1)),
+        created_at      REAL NOT NULL
+    );
+    """,
+)
+
+AUDIT = Migration(
+    3,
+    "audit journal",
+    """
+    -- Append-only, hash-chained journal of who did what (see appliance.store.audit).
+    -- AUTOINCREMENT keeps the highest seq ever used in sqlite_sequence, so deleting the last rows
+    -- leaves a trace that verify() reports.
+    CREATE TABLE audit_journal (
+        seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+        at          REAL NOT NULL,
+        operator_id INTEGER REFERENCES operators(id),
+        action      TEXT NOT NULL CHECK (length(action) > 0),
+        subject     TEXT NOT NULL DEFAULT '',
+        details     TEXT NOT NULL DEFAULT '{}',
+        prev_hash   TEXT NOT NULL,
+        hash        TEXT NOT NULL UNIQUE
+    );
+    CREATE INDEX audit_journal_operator ON audit_journal(operator_id, seq);
+    CREATE TRIGGER audit_journal_no_update BEFORE UPDATE ON audit_journal
+    BEGIN
+        SELECT RAISE(ABORT, 'audit journal is append-only: rows cannot be updated');
+    END;
+    CREATE TRIGGER audit_journal_no_delete BEFORE DELETE ON audit_journal
+    BEGIN
+        SELECT RAISE(ABORT, 'audit journal is append-only: rows cannot be deleted');
+    END;
+    """,
+)
+
+OUTBOX = Migration(
+    4,
+    "outbox",
+    """
+    -- Messages that must leave the box, written with the change that causes them (see
+    -- appliance.store.outbox). `key` is the idempotency key receivers dedupe on.
+    CREATE TABLE outbox (
+        id              INTEGER PRIMARY KEY AUTOINCREMENT,
+        stream          TEXT NOT NULL CHECK (length(stream) > 0),
+        key             TEXT NOT NULL UNIQUE CHECK (length(key) > 0),
+        payload         TEXT NOT NULL,
+        created_at      REAL NOT NULL,
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at REAL NOT NULL,
+        last_error      TEXT,
+        delivered_at    REAL,
+        response        TEXT
+    );
+    CREATE INDEX outbox_undelivered ON outbox(stream, id) WHERE delivered_at IS NULL;
+    """,
+)
+
+NUMBERING = Migration(
+    5,
+    "numbering counters",
+    """
+    -- Gapless counters (claim numbers, batch numbers…): one row per series, last number handed out.
+    CREATE TABLE numbering (
+        series TEXT PRIMARY KEY NOT NULL,
+        last   INTEGER NOT NULL CHECK (last >= 0)
+    ) WITHOUT ROWID;
+    """,
+)
+
+from appliance.store.schema_counter import COUNTER_TABLES  # noqa: E402 - the domain comes after the store
+
+MIGRATIONS: list[Migration] = [PHARMACY, OPERATORS, AUDIT, OUTBOX, NUMBERING, COUNTER_TABLES]
+"""All migrations, in order. The domain's migrations are appended after these (versions 6…)."""

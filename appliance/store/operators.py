@@ -1,0 +1,354 @@
+"""Operators and their personal PINs (DESIGN §5: personal access codes, no shared account).
+
+Each person at the counter has their own name and a 4-to-8-digit PIN, so the audit journal says who
+validated a dispensation. PINs are stored as memory-hard KDF hashes, never in clear:
+
+- **Argon2id** (cryptography's implementation, when the installed build has it): RFC 9106's second
+  recommended setting, 64 MiB of memory, 3 passes, 4 lanes, 16-byte random salt, 32-byte output
+  (about 0.15 s on a desktop core, under a second on a Raspberry Pi 4);
+- otherwise **scrypt**: N = 2^15, r = 8, p = 1 (32 MiB), same salt and output sizes.
+
+The algorithm and its parameters are stored with each hash (``argon2id$m=65536,t=3,p=4$salt$hash``),
+so they can be raised later: a successful login with older parameters re-hashes the PIN with the
+current ones. A 4-digit PIN has only 10 000 values, so the KDF alone cannot protect a stolen database
+against an offline search; what protects the PIN at the counter is the lock-out: after
+:data:`MAX_FAILED_ATTEMPTS` consecutive wrong PINs the operator is locked for
+:data:`LOCKOUT_SECONDS`. Every attempt — success, failure, refusal while locked, the lock itself — is
+written to the audit journal in the same transaction as the counter change.
+"""
+
+from __future__ import annotations
+
+import base64
+import hmac
+import os
+import re
+import sqlite3
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from functools import cache
+
+import sqlite_utils
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+
+from appliance.domain import Role
+from appliance.store import audit
+from appliance.store.database import StoreError, transaction
+
+MAX_FAILED_ATTEMPTS = 5
+"""Consecutive wrong PINs that lock an operator."""
+LOCKOUT_SECONDS = 15 * 60
+"""How long a lock lasts. When it ends the operator has a fresh set of attempts."""
+
+_PIN_RE = re.compile(r"[0-9]{4,8}")
+_SALT_SIZE = 16
+_HASH_SIZE = 32
+
+
+@dataclass(frozen=True, slots=True)
+class Argon2idParams:
+    """Argon2id cost: memory in KiB, passes, lanes (RFC 9106 §4 second recommended option)."""
+
+    memory_kib: int = 64 * 1024
+    iterations: int = 3
+    lanes: int = 4
+
+    def encode(self) -> str:
+        return f"argon2id$m={self.memory_kib},t={self.iterations},p={self.lanes}"
+
+
+@dataclass(frozen=True, slots=True)
+class ScryptParams:
+    """scrypt cost: N = 2**log2_n, block size r, parallelism p (32 MiB with the defaults)."""
+
+    log2_n: int = 15
+    r: int = 8
+    p: int = 1
+
+    def encode(self) -> str:
+        return f"scrypt$ln={self.log2_n},r={self.r},p={self.p}"
+
+
+PinKdfParams = Argon2idParams | ScryptParams
+
+PIN_KDF: PinKdfParams | None = None
+"""Parameters for new PIN hashes; None means the best available (Argon2id, else scrypt) with the
+defaults above. Tests lower it to keep the suite fast; production leaves it alone."""
+
+
+class AuthenticationError(StoreError):
+    """Base of the refusals of :func:`authenticate`."""
+
+
+class UnknownOperator(AuthenticationError):
+    """No active operator with that id."""
+
+
+class PinRejected(AuthenticationError):
+    """Wrong PIN; ``attempts_left`` before the operator is locked."""
+
+    def __init__(self, attempts_left: int) -> None:
+        super().__init__(f"wrong PIN; {attempts_left} attempt(s) left before the account is locked")
+        self.attempts_left = attempts_left
+
+
+class OperatorLocked(AuthenticationError):
+    """Too many wrong PINs; no attempt is checked until ``until`` (epoch seconds)."""
+
+    def __init__(self, until: float) -> None:
+        when = datetime.fromtimestamp(until).strftime("%H:%M")
+        super().__init__(f"too many wrong PINs: locked until {when}")
+        self.until = until
+
+
+class InvalidPin(ValueError):
+    """A new PIN that is not 4 to 8 digits."""
+
+
+@dataclass(frozen=True, slots=True)
+class Operator:
+    """A person at the counter, as the workflow needs them (no secret in it)."""
+
+    id: int
+    name: str
+    role: Role
+
+
+@cache
+def argon2id_available() -> bool:
+    """Whether the installed cryptography can compute Argon2id (it needs cryptography >= 44 and an
+    OpenSSL/backend that provides it)."""
+    try:
+        from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
+
+        Argon2id(salt=b"\x00" * 8, length=16, iterations=1, lanes=1, memory_cost=8).derive(b"probe")
+    except (ImportError, UnsupportedAlgorithm):
+        return False
+    return True
+
+
+def current_pin_kdf() -> PinKdfParams:
+    """The parameters new hashes get."""
+    if PIN_KDF is not None:
+        return PIN_KDF
+    return Argon2idParams() if argon2id_available() else ScryptParams()
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii").rstrip("=")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.b64decode(text + "=" * (-len(text) % 4))
+
+
+def _derive(params: PinKdfParams, pin: str, salt: bytes) -> bytes:
+    secret = pin.encode("utf-8")
+    if isinstance(params, Argon2idParams):
+        from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
+
+        return Argon2id(
+            salt=salt,
+            length=_HASH_SIZE,
+            iterations=params.iterations,
+            lanes=params.lanes,
+            memory_cost=params.memory_kib,
+        ).derive(secret)
+    return Scrypt(salt=salt, length=_HASH_SIZE, n=2**params.log2_n, r=params.r, p=params.p).derive(secret)
+
+
+def hash_pin(pin: str, params: PinKdfParams | None = None) -> str:
+    """An encoded hash ``<algorithm>$<params>$<salt>$<hash>`` of ``pin`` with a fresh random salt, so
+    two operators choosing the same PIN get different hashes."""
+    params = params or current_pin_kdf()
+    salt = os.urandom(_SALT_SIZE)
+    return f"{params.encode()}${_b64(salt)}${_b64(_derive(params, pin, salt))}"
+
+
+def _parse(encoded: str) -> tuple[PinKdfParams, bytes, bytes]:
+    try:
+        algorithm, settings, salt, digest = encoded.split("$")
+        values = {k: int(v) for k, v in (item.split("=") for item in settings.split(","))}
+        params: PinKdfParams
+        if algorithm == "argon2id":
+            params = Argon2idParams(values["m"], values["t"], values["p"])
+        elif algorithm == "scrypt":
+            params = ScryptParams(values["ln"], values["r"], values["p"])
+        else:
+            raise ValueError(algorithm)
+        return params, _unb64(salt), _unb64(digest)
+    except (ValueError, KeyError) as exc:
+        raise StoreError("stored PIN hash is malformed") from exc
+
+
+def verify_pin(pin: str, encoded: str) -> bool:
+    """Whether ``pin`` matches the encoded hash (constant-time comparison)."""
+    params, salt, digest = _parse(encoded)
+    if not _PIN_RE.fullmatch(pin):
+        return False
+    return hmac.compare_digest(_derive(params, pin, salt), digest)
+
+
+def needs_rehash(encoded: str) -> bool:
+    """Whether the hash was made with parameters other than the current ones."""
+    return _parse(encoded)[0] != current_pin_kdf()
+
+
+def _check_pin(pin: str) -> None:
+    if not _PIN_RE.fullmatch(pin):
+        raise InvalidPin("a PIN is 4 to 8 digits")
+
+
+def add_operator(db: sqlite_utils.Database, name: str, role: Role, pin: str, *, by: int | None = None) -> int:
+    """Create an operator and return their id. ``by`` is the operator who did it (None: installation).
+
+    Names are unique regardless of case (no two "Marie"), which with personal PINs rules out a shared
+    account. The creation is audited (without the PIN or its hash).
+    """
+    name = name.strip()
+    if not name:
+        raise ValueError("an operator needs a name")
+    role = Role(role)
+    _check_pin(pin)
+    encoded = hash_pin(pin)  # slow: outside the write lock
+    with transaction(db) as conn:
+        try:
+            cursor = conn.execute(
+                "INSERT INTO operators(name, role, pin_hash, created_at) VALUES (?, ?, ?, ?)",
+                (name, role.value, encoded, time.time()),
+            )
+        except sqlite3.IntegrityError as exc:
+            raise StoreError(f"an operator named {name!r} already exists") from exc
+        operator_id = int(cursor.lastrowid or 0)
+        audit.append(
+            conn,
+            operator_id=by,
+            action="operator.added",
+            subject=f"operator:{operator_id}",
+            details={"role": role.value},
+        )
+    return operator_id
+
+
+def set_pin(db: sqlite_utils.Database, operator_id: int, pin: str, *, by: int | None) -> None:
+    """Replace an operator's PIN (and clear a lock); audited."""
+    _check_pin(pin)
+    encoded = hash_pin(pin)
+    with transaction(db) as conn:
+        changed = conn.execute(
+            "UPDATE operators SET pin_hash = ?, failed_attempts = 0, locked_until = NULL WHERE id = ?",
+            (encoded, operator_id),
+        ).rowcount
+        if not changed:
+            raise UnknownOperator(f"no operator {operator_id}")
+        audit.append(conn, operator_id=by, action="operator.pin_changed", subject=f"operator:{operator_id}")
+
+
+def list_operators(db: sqlite_utils.Database, *, include_inactive: bool = False) -> list[Operator]:
+    """Operators for the login screen, by name."""
+    where = "" if include_inactive else "WHERE active = 1"
+    cursor = db.conn.execute(f"SELECT id, name, role FROM operators {where} ORDER BY name")  # noqa: S608
+    return [Operator(int(i), str(n), Role(r)) for i, n, r in cursor.fetchall()]
+
+
+def _load(conn: sqlite3.Connection, operator_id: int) -> tuple[str, Role, str, int, float | None, bool] | None:
+    row = conn.execute(
+        "SELECT name, role, pin_hash, failed_attempts, locked_until, active FROM operators WHERE id = ?",
+        (operator_id,),
+    ).fetchone()
+    if row is None:
+        return None
+    name, role, pin_hash, failed, locked_until, active = row
+    return (
+        str(name),
+        Role(role),
+        str(pin_hash),
+        int(failed),
+        None if locked_until is None else float(locked_until),
+        bool(active),
+    )
+
+
+def authenticate(db: sqlite_utils.Database, operator_id: int, pin: str, *, now: float) -> Operator:
+    """Check an operator's PIN at time ``now`` (epoch seconds, injected so tests and the clock port
+    decide) and return the operator, or raise.
+
+    Raises :class:`PinRejected` (with the attempts left), :class:`OperatorLocked` (on the attempt
+    that reaches :data:`MAX_FAILED_ATTEMPTS` and on every attempt until the lock ends — the PIN is
+    then not even checked), or :class:`UnknownOperator`. A success resets the failure count.
+
+    It commits its own transaction *before* raising, so a refused attempt is recorded even though
+    the caller sees an exception; for the same reason it refuses to run inside an open transaction
+    (the caller's rollback would erase the failure count and let a PIN be guessed without limit).
+    """
+    if db.conn.in_transaction:
+        raise StoreError("authenticate() must not run inside a transaction: refusals must be committed")
+    subject = f"operator:{operator_id}"
+    before = _load(db.conn, operator_id)
+    matched: bool | None = None
+    if before is not None and before[5] and not (before[4] is not None and now < before[4]):
+        matched = verify_pin(pin, before[2])  # slow: outside the write lock
+    outcome: Operator | AuthenticationError
+    with transaction(db) as conn:
+        row = _load(conn, operator_id)
+        if row is None or not row[5]:
+            audit.append(conn, operator_id=None, action="operator.auth.unknown", subject=subject, at=now)
+            outcome = UnknownOperator(f"no active operator {operator_id}")
+        else:
+            name, role, pin_hash, failed, locked_until, _ = row
+            if locked_until is not None and now < locked_until:
+                audit.append(
+                    conn,
+                    operator_id=operator_id,
+                    action="operator.auth.refused_locked",
+                    subject=subject,
+                    details={"locked_until": locked_until},
+                    at=now,
+                )
+                outcome = OperatorLocked(locked_until)
+            else:
+                if locked_until is not None:  # the lock has ended: a fresh set of attempts
+                    failed = 0
+                if matched is None or before is None or before[2] != pin_hash:  # state changed meanwhile
+                    matched = verify_pin(pin, pin_hash)
+                if matched:
+                    new_hash = hash_pin(pin) if needs_rehash(pin_hash) else pin_hash
+                    conn.execute(
+                        "UPDATE operators SET failed_attempts = 0, locked_until = NULL, pin_hash = ? WHERE id = ?",
+                        (new_hash, operator_id),
+                    )
+                    audit.append(conn, operator_id=operator_id, action="operator.auth.ok", subject=subject, at=now)
+                    outcome = Operator(operator_id, name, role)
+                else:
+                    failed += 1
+                    left = MAX_FAILED_ATTEMPTS - failed
+                    until = now + LOCKOUT_SECONDS if left <= 0 else None
+                    conn.execute(
+                        "UPDATE operators SET failed_attempts = ?, locked_until = ? WHERE id = ?",
+                        (failed, until, operator_id),
+                    )
+                    audit.append(
+                        conn,
+                        operator_id=operator_id,
+                        action="operator.auth.failed",
+                        subject=subject,
+                        details={"consecutive_failures": failed},
+                        at=now,
+                    )
+                    if until is not None:
+                        audit.append(
+                            conn,
+                            operator_id=operator_id,
+                            action="operator.locked",
+                            subject=subject,
+                            details={"locked_until": until, "seconds": LOCKOUT_SECONDS},
+                            at=now,
+                        )
+                        outcome = OperatorLocked(until)
+                    else:
+                        outcome = PinRejected(left)
+    if isinstance(outcome, AuthenticationError):
+        raise outcome
+    return outcome

@@ -1,0 +1,758 @@
+"""The counter's records: what the workflow remembers between sessions, in one SQLite file.
+
+Every write is one durable transaction that also carries its audit row and, when something must
+leave the box, its outbox message (DESIGN §5). Identity fields are sealed; patients are found
+through blind indexes. Nothing here logs patient data.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import date
+from typing import TYPE_CHECKING, Any
+
+import sqlite_utils
+
+from appliance.domain import (
+    AmcRights,
+    AmoRights,
+    Beneficiary,
+    IdentityStatus,
+    Ins,
+    Prescription,
+    PrescriptionLine,
+    Traits,
+)
+from appliance.store import audit as journal
+from appliance.store import numbering, operators, outbox
+from appliance.store.database import rows, transaction
+from appliance.store.sealing import FieldCipher
+
+if TYPE_CHECKING:
+    from appliance.billing import Bill
+    from appliance.workflow.session import DispensedBox
+
+_STATUS_RANK = {
+    IdentityStatus.PROV: 0,
+    IdentityStatus.VALI: 1,
+    IdentityStatus.RECUP: 1,
+    IdentityStatus.QUAL: 2,
+}
+_SEALED = ("nir", "matricule", "birth_name", "first_names", "sex", "birth_date", "birth_place")
+
+
+@dataclass(frozen=True, slots=True)
+class PatientRecord:
+    id: int
+    status: IdentityStatus
+    traits_on_file: Traits | None
+    """The traits stored before this visit (None for a new patient), to show differences."""
+    new: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimDraft:
+    """Everything a validated dispensation turns into, written in one transaction."""
+
+    patient_id: int
+    operator_id: int
+    prescription_id: str
+    prescription: Prescription | None
+    entered_lines: tuple[PrescriptionLine, ...]
+    renewal: int
+    boxes: tuple[DispensedBox, ...]
+    bill: Bill
+    amo: AmoRights | None
+    amc: AmcRights | None
+    annotation: str
+    discrepancies: tuple[dict[str, Any], ...]
+    execution_sent: bool
+    execution_payload: dict[str, Any] | None
+    fetch_pending: bool
+    day: date
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimRecord:
+    id: int
+    number: int
+    batch_number: int
+
+
+class CounterRecords:
+    """The workflow's access to the database: small, named operations, each one transaction."""
+
+    def __init__(self, db: sqlite_utils.Database, cipher: FieldCipher, clock: Callable[[], float]) -> None:
+        self.db = db
+        self.cipher = cipher
+        self.clock = clock
+
+    # ------------------------------------------------------------------ audit and operators
+    def audit(
+        self,
+        operator_id: int | None,
+        action: str,
+        subject: str = "",
+        details: Mapping[str, Any] | None = None,
+    ) -> None:
+        with transaction(self.db) as conn:
+            journal.append(
+                conn,
+                operator_id=operator_id,
+                action=action,
+                subject=subject,
+                details=details,
+                at=self.clock(),
+            )
+
+    def authenticate(self, operator: int | str, pin: str) -> operators.Operator:
+        """Check an operator's personal PIN (by id or name); raises the operators module's errors."""
+        operator_id = operator if isinstance(operator, int) else self._operator_id(operator)
+        return operators.authenticate(self.db, operator_id, pin, now=self.clock())
+
+    def _operator_id(self, name: str) -> int:
+        found = rows(self.db.conn, "SELECT id FROM operators WHERE name = ? AND active = 1", (name,))
+        if not found:
+            raise operators.UnknownOperator(name)
+        return int(found[0]["id"])
+
+    # ------------------------------------------------------------------ patients and identity
+    def _seal(self, name: str, value: str | None) -> bytes | None:
+        return None if value is None else self.cipher.seal(value, f"patients.{name}")
+
+    def _open(self, name: str, blob: bytes | None) -> str | None:
+        return None if blob is None else self.cipher.open(blob, f"patients.{name}")
+
+    def _indexes(self, beneficiary: Beneficiary | None, ins: Ins | None, traits: Traits) -> dict[str, str | None]:
+        card = None
+        if beneficiary is not None:
+            card = self.cipher.index(
+                f"{beneficiary.nir}|{beneficiary.rank}|{beneficiary.traits.birth_date.isoformat()}",
+                "patients.card",
+            )
+        return {
+            "card_index": card,
+            "ins_index": self.cipher.index(ins.matricule, "patients.ins") if ins else None,
+            "traits_index": self.cipher.index(
+                f"{traits.birth_name}|{traits.first_names}|{traits.sex}|{traits.birth_date.isoformat()}",
+                "patients.traits",
+            ),
+        }
+
+    def _find(self, conn: Any, idx: dict[str, str | None]) -> dict[str, Any] | None:
+        for column in ("ins_index", "card_index", "traits_index"):
+            value = idx[column]
+            if value is None:
+                continue
+            found = rows(conn, f"SELECT * FROM patients WHERE {column} = ? ORDER BY id LIMIT 1", (value,))  # noqa: S608
+            if found:
+                return found[0]
+        return None
+
+    def _traits_of(self, row: Mapping[str, Any]) -> Traits:
+        birth = self._open("birth_date", row["birth_date"])
+        return Traits(
+            birth_name=self._open("birth_name", row["birth_name"]) or "",
+            first_names=self._open("first_names", row["first_names"]) or "",
+            sex=self._open("sex", row["sex"]) or "",
+            birth_date=date.fromisoformat(birth or "1900-01-01"),
+            birth_place=self._open("birth_place", row["birth_place"]),
+        )
+
+    def remember_patient(
+        self,
+        *,
+        beneficiary: Beneficiary | None,
+        ins: Ins | None,
+        traits: Traits,
+        status: IdentityStatus,
+        reason: str,
+        operator_id: int | None,
+    ) -> PatientRecord:
+        """Find or create the patient; the identity status never goes down (a QUAL identity stays QUAL)."""
+        now = self.clock()
+        idx = self._indexes(beneficiary, ins, traits)
+        sealed = {
+            "nir": self._seal("nir", beneficiary.nir if beneficiary else None),
+            "matricule": self._seal("matricule", ins.matricule if ins else None),
+            "birth_name": self._seal("birth_name", traits.birth_name),
+            "first_names": self._seal("first_names", traits.first_names),
+            "sex": self._seal("sex", traits.sex),
+            "birth_date": self._seal("birth_date", traits.birth_date.isoformat()),
+            "birth_place": self._seal("birth_place", traits.birth_place),
+        }
+        with transaction(self.db) as conn:
+            existing = self._find(conn, idx)
+            if existing is None:
+                cursor = conn.execute(
+                    "INSERT INTO patients(card_index, ins_index, traits_index, nir, rank, matricule, oid, birth_name,"
+                    " first_names, sex, birth_date, birth_place, status, created_at, updated_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        idx["card_index"],
+                        idx["ins_index"],
+                        idx["traits_index"],
+                        sealed["nir"],
+                        beneficiary.rank if beneficiary else None,
+                        sealed["matricule"],
+                        ins.oid if ins else None,
+                        sealed["birth_name"],
+                        sealed["first_names"],
+                        sealed["sex"],
+                        sealed["birth_date"],
+                        sealed["birth_place"],
+                        status.value,
+                        now,
+                        now,
+                    ),
+                )
+                patient_id = int(cursor.lastrowid or 0)
+                self._history(conn, patient_id, status, reason, operator_id, now)
+                journal.append(
+                    conn,
+                    operator_id=operator_id,
+                    action="patient.created",
+                    subject=str(patient_id),
+                    details={"status": status.value, "reason": reason},
+                    at=now,
+                )
+                return PatientRecord(patient_id, status, None, True)
+            patient_id = int(existing["id"])
+            old_status = IdentityStatus(existing["status"])
+            on_file = self._traits_of(existing)
+            new_status = status if _STATUS_RANK[status] > _STATUS_RANK[old_status] else old_status
+            updates: dict[str, Any] = {"updated_at": now, "status": new_status.value}
+            for column in ("card_index", "ins_index"):
+                if existing[column] is None and idx[column] is not None:
+                    updates[column] = idx[column]
+            if ins is not None and existing["matricule"] is None:
+                updates.update(matricule=sealed["matricule"], oid=ins.oid)
+            if new_status is not old_status and ins is not None:  # the INSi traits become the reference
+                updates.update(
+                    {k: sealed[k] for k in ("birth_name", "first_names", "sex", "birth_date", "birth_place")}
+                )
+                updates["traits_index"] = idx["traits_index"]
+            assignments = ", ".join(f"{k} = ?" for k in updates)
+            conn.execute(f"UPDATE patients SET {assignments} WHERE id = ?", (*updates.values(), patient_id))  # noqa: S608
+            if new_status is not old_status:
+                self._history(conn, patient_id, new_status, reason, operator_id, now)
+            journal.append(
+                conn,
+                operator_id=operator_id,
+                action="patient.visit",
+                subject=str(patient_id),
+                details={"status": new_status.value, "reason": reason},
+                at=now,
+            )
+            return PatientRecord(patient_id, new_status, on_file, False)
+
+    @staticmethod
+    def _history(
+        conn: Any, patient_id: int, status: IdentityStatus, reason: str, operator_id: int | None, at: float
+    ) -> None:
+        conn.execute(
+            "INSERT INTO identity_history(patient_id, status, reason, operator_id, at) VALUES (?, ?, ?, ?, ?)",
+            (patient_id, status.value, reason, operator_id, at),
+        )
+
+    def set_identity_status(
+        self, patient_id: int, status: IdentityStatus, reason: str, operator_id: int | None
+    ) -> None:
+        now = self.clock()
+        with transaction(self.db) as conn:
+            conn.execute(
+                "UPDATE patients SET status = ?, qualification_prompts = 0, updated_at = ? WHERE id = ?",
+                (status.value, now, patient_id),
+            )
+            self._history(conn, patient_id, status, reason, operator_id, now)
+            journal.append(
+                conn,
+                operator_id=operator_id,
+                action="identity.status",
+                subject=str(patient_id),
+                details={"status": status.value, "reason": reason},
+                at=now,
+            )
+
+    def identity_history(self, patient_id: int) -> list[dict[str, Any]]:
+        return rows(
+            self.db.conn,
+            "SELECT status, reason, operator_id FROM identity_history WHERE patient_id = ? ORDER BY id",
+            (patient_id,),
+        )
+
+    def start_qualification_prompts(self, patient_id: int, visits: int) -> int:
+        """A newly retrieved identity: prompt now, and again at the next ``visits`` visits."""
+        with transaction(self.db) as conn:
+            conn.execute("UPDATE patients SET qualification_prompts = ? WHERE id = ?", (visits, patient_id))
+        return 1
+
+    def use_qualification_prompt(self, patient_id: int) -> int:
+        """1 when this visit still prompts for the identity document (and one prompt is used), else 0."""
+        with transaction(self.db) as conn:
+            left = conn.execute("SELECT qualification_prompts FROM patients WHERE id = ?", (patient_id,)).fetchone()
+            if left is None or int(left[0]) <= 0:
+                return 0
+            conn.execute(
+                "UPDATE patients SET qualification_prompts = qualification_prompts - 1 WHERE id = ?",
+                (patient_id,),
+            )
+            return 1
+
+    def patient_status(self, patient_id: int) -> IdentityStatus:
+        row = self.db.conn.execute("SELECT status FROM patients WHERE id = ?", (patient_id,)).fetchone()
+        return IdentityStatus(row[0])
+
+    def apply_ins(self, patient_id: int, ins: Ins, reason: str) -> None:
+        """An INSi answer that arrived late (degraded mode): the identity becomes RECUP."""
+        now = self.clock()
+        with transaction(self.db) as conn:
+            conn.execute(
+                "UPDATE patients SET ins_index = COALESCE(ins_index, ?), matricule = COALESCE(matricule, ?),"
+                " oid = COALESCE(oid, ?), status = CASE WHEN status = 'PROV' THEN 'RECUP' ELSE status END,"
+                " updated_at = ? WHERE id = ?",
+                (
+                    self.cipher.index(ins.matricule, "patients.ins"),
+                    self._seal("matricule", ins.matricule),
+                    ins.oid,
+                    now,
+                    patient_id,
+                ),
+            )
+            self._history(conn, patient_id, IdentityStatus.RECUP, reason, None, now)
+            journal.append(
+                conn,
+                operator_id=None,
+                action="identity.completed",
+                subject=str(patient_id),
+                details={"reason": reason},
+                at=now,
+            )
+
+    # ------------------------------------------------------------------ rights
+    def save_rights(self, patient_id: int, *, amo: AmoRights | None, amc: AmcRights | None) -> None:
+        now = self.clock()
+        with transaction(self.db) as conn:
+            if amo is not None:
+                conn.execute(
+                    "INSERT INTO amo_rights(patient_id, regime, fund, valid_from, valid_to, ald, c2s, at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        patient_id,
+                        amo.regime,
+                        amo.fund,
+                        amo.valid_from.isoformat(),
+                        amo.valid_to.isoformat(),
+                        int(amo.ald),
+                        int(amo.c2s),
+                        now,
+                    ),
+                )
+            if amc is not None:
+                conn.execute(
+                    "INSERT INTO amc_rights(patient_id, amc_number, member_number, valid_from, valid_to, coverage_pct,"
+                    " accreditation, conventions, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        patient_id,
+                        amc.amc_number,
+                        self.cipher.seal(amc.member_number, "amc_rights.member_number"),
+                        amc.valid_from.isoformat(),
+                        amc.valid_to.isoformat(),
+                        amc.coverage_pct,
+                        amc.accreditation,
+                        ",".join(amc.conventions),
+                        now,
+                    ),
+                )
+
+    def stored_amc(self, patient_id: int) -> AmcRights | None:
+        found = rows(
+            self.db.conn,
+            "SELECT * FROM amc_rights WHERE patient_id = ? ORDER BY id DESC LIMIT 1",
+            (patient_id,),
+        )
+        if not found:
+            return None
+        row = found[0]
+        return AmcRights(
+            amc_number=row["amc_number"],
+            member_number=self.cipher.open(row["member_number"], "amc_rights.member_number"),
+            valid_from=date.fromisoformat(row["valid_from"]),
+            valid_to=date.fromisoformat(row["valid_to"]),
+            coverage_pct=int(row["coverage_pct"]),
+            accreditation=row["accreditation"],
+            conventions=tuple(c for c in row["conventions"].split(",") if c),
+        )
+
+    # ------------------------------------------------------------------ prescriptions and boxes
+    def dispensed_renewals(self, prescription_id: str) -> set[int]:
+        """The renewal numbers of a prescription already dispensed at this counter (0 = the first time)."""
+        found = self.db.conn.execute(
+            "SELECT renewal FROM dispensations WHERE prescription_id = ?", (prescription_id,)
+        ).fetchall()
+        return {int(row[0]) for row in found}
+
+    def serial_dispensed(self, gtin: str, serial: str) -> bool:
+        return (
+            self.db.conn.execute(
+                "SELECT 1 FROM dispensation_lines WHERE gtin = ? AND serial = ?", (gtin, serial)
+            ).fetchone()
+            is not None
+        )
+
+    # ------------------------------------------------------------------ the claim
+    def record_claim(self, draft: ClaimDraft) -> ClaimRecord:
+        """Dispensation, claim (gapless number, open batch), execution data and audit: all or nothing."""
+        now = self.clock()
+        bill = draft.bill
+        with transaction(self.db) as conn:
+            if draft.prescription_id:
+                p = draft.prescription
+                conn.execute(
+                    "INSERT OR IGNORE INTO prescriptions(prescription_id, patient_id, prescriber, prescribed_on,"
+                    " renewals, status, at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        draft.prescription_id,
+                        draft.patient_id,
+                        p.prescriber if p else "",
+                        p.prescribed_on.isoformat() if p else None,
+                        p.renewals if p else 0,
+                        "dispensed-degraded" if draft.fetch_pending else "dispensed",
+                        now,
+                    ),
+                )
+                lines = p.lines if p else draft.entered_lines
+                for line in lines:
+                    conn.execute(
+                        "INSERT OR IGNORE INTO prescription_lines(prescription_id, line_no, label, quantity, cip13,"
+                        " ald, entered) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (
+                            draft.prescription_id,
+                            line.line_no,
+                            line.label,
+                            line.quantity,
+                            line.cip13,
+                            int(line.ald),
+                            int(p is None),
+                        ),
+                    )
+            cursor = conn.execute(
+                "INSERT INTO dispensations(patient_id, prescription_id, operator_id, renewal, annotation,"
+                " discrepancies, at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    draft.patient_id,
+                    draft.prescription_id or None,
+                    draft.operator_id,
+                    draft.renewal,
+                    draft.annotation,
+                    json.dumps(list(draft.discrepancies)),
+                    now,
+                ),
+            )
+            dispensation_id = int(cursor.lastrowid or 0)
+            for box, billed in zip(draft.boxes, bill.lines, strict=True):
+                conn.execute(
+                    "INSERT INTO dispensation_lines(dispensation_id, line_no, cip13, gtin, serial, lot, expiry,"
+                    " substitution, total_cents, amo_cents, amc_cents, patient_cents)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        dispensation_id,
+                        box.line_no,
+                        box.cip13,
+                        box.gtin,
+                        box.serial,
+                        box.lot,
+                        box.expiry,
+                        int(box.substitution),
+                        billed.total_cents,
+                        billed.amo_cents,
+                        billed.amc_cents,
+                        billed.patient_cents,
+                    ),
+                )
+            batch_id, batch_number = self._open_batch(conn, now)
+            number = numbering.next_number(conn, "claim")
+            cursor = conn.execute(
+                "INSERT INTO claims(number, batch_id, dispensation_id, patient_id, total_cents, amo_cents, amc_cents,"
+                " patient_cents, to_pay_cents, amo_tiers_payant, amc_tiers_payant, amc_accreditation, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    number,
+                    batch_id,
+                    dispensation_id,
+                    draft.patient_id,
+                    bill.total_cents,
+                    bill.amo_cents,
+                    bill.amc_cents,
+                    bill.patient_share_cents,
+                    bill.to_pay_cents,
+                    int(bill.amo_tiers_payant),
+                    int(bill.amc_tiers_payant),
+                    draft.amc.accreditation if draft.amc else None,
+                    now,
+                ),
+            )
+            claim_id = int(cursor.lastrowid or 0)
+            if draft.prescription_id and draft.execution_payload is not None:
+                step1 = "sent" if draft.execution_sent else "queued"
+                conn.execute(
+                    "INSERT INTO execution_data(prescription_id, renewal, claim_id, step1) VALUES (?, ?, ?, ?)",
+                    (draft.prescription_id, draft.renewal, claim_id, step1),
+                )
+                if not draft.execution_sent:
+                    outbox.enqueue(
+                        conn,
+                        stream="execution",
+                        key=f"exec1:{draft.prescription_id}:{draft.renewal}",
+                        payload=draft.execution_payload,
+                    )
+            if draft.fetch_pending and draft.prescription_id:
+                outbox.enqueue(
+                    conn,
+                    stream="call",
+                    key=f"fetch:{draft.prescription_id}",
+                    payload={
+                        "call": "fetch_prescription",
+                        "patient_id": draft.patient_id,
+                        "prescription_id": draft.prescription_id,
+                    },
+                )
+            journal.append(
+                conn,
+                operator_id=draft.operator_id,
+                action="claim.created",
+                subject=str(number),
+                details={
+                    "batch": batch_number,
+                    "total": bill.total_cents,
+                    "to_pay": bill.to_pay_cents,
+                    "discrepancies": len(draft.discrepancies),
+                },
+                at=now,
+            )
+        return ClaimRecord(claim_id, number, batch_number)
+
+    @staticmethod
+    def _open_batch(conn: Any, now: float) -> tuple[int, int]:
+        found = conn.execute("SELECT id, number FROM batches WHERE status = 'open'").fetchone()
+        if found is not None:
+            return int(found[0]), int(found[1])
+        number = numbering.next_number(conn, "batch")
+        cursor = conn.execute("INSERT INTO batches(number, status, opened_at) VALUES (?, 'open', ?)", (number, now))
+        return int(cursor.lastrowid or 0), number
+
+    def close_batch(self, operator_id: int | None) -> int | None:
+        """Close the open batch and queue it for the claims service; None when there is nothing to send."""
+        now = self.clock()
+        with transaction(self.db) as conn:
+            found = conn.execute("SELECT id, number FROM batches WHERE status = 'open'").fetchone()
+            if found is None:
+                return None
+            batch_id, number = int(found[0]), int(found[1])
+            claims = rows(conn, "SELECT number FROM claims WHERE batch_id = ?", (batch_id,))
+            conn.execute("UPDATE batches SET status = 'closed', closed_at = ? WHERE id = ?", (now, batch_id))
+            # The claims carry NIRs: the message names the batch and the wire body is built when it is
+            # sent, from the sealed records, so no identity sits in clear in the outbox.
+            outbox.enqueue(conn, stream="batch", key=f"batch:{number}", payload={"batch": number})
+            journal.append(
+                conn,
+                operator_id=operator_id,
+                action="batch.closed",
+                subject=str(number),
+                details={"claims": len(claims)},
+                at=now,
+            )
+        return number
+
+    def batch_wire(self, batch_number: int) -> dict[str, Any]:
+        """The batch as the claims service receives it (FSE with the beneficiary's NIR and amounts)."""
+        claims = rows(
+            self.db.conn,
+            "SELECT c.number, c.total_cents, c.amo_cents, c.amc_cents, c.patient_cents, c.patient_id,"
+            " (SELECT amc_number FROM amc_rights a WHERE a.patient_id = c.patient_id ORDER BY a.id DESC LIMIT 1)"
+            " AS amc_number FROM claims c JOIN batches b ON b.id = c.batch_id WHERE b.number = ? ORDER BY c.number",
+            (batch_number,),
+        )
+        wire = []
+        for claim in claims:
+            beneficiary = self.beneficiary_of(int(claim["patient_id"]))
+            ins = self.ins_of(int(claim["patient_id"]))
+            nir = beneficiary.nir if beneficiary else (ins.matricule if ins else "")
+            wire.append(
+                {
+                    "claim_number": str(claim["number"]),
+                    "nir": nir,
+                    "total_cents": claim["total_cents"],
+                    "amo_cents": claim["amo_cents"],
+                    "amc_cents": claim["amc_cents"],
+                    "patient_cents": claim["patient_cents"],
+                    "amc_number": claim["amc_number"] if claim["amc_cents"] else None,
+                }
+            )
+        return {"batch_number": str(batch_number), "claims": wire}
+
+    def apply_acknowledgement(
+        self, batch_number: int, positive: bool, reason: str, rejected: Mapping[int, tuple[str, str]]
+    ) -> None:
+        """The ARL of a batch: accepted claims get their execution data completed (step 2)."""
+        now = self.clock()
+        with transaction(self.db) as conn:
+            found = conn.execute("SELECT id FROM batches WHERE number = ?", (batch_number,)).fetchone()
+            if found is None:
+                return
+            batch_id = int(found[0])
+            conn.execute(
+                "UPDATE batches SET status = ? WHERE id = ?",
+                ("accepted" if positive else "rejected", batch_id),
+            )
+            conn.execute(
+                "INSERT INTO acknowledgements(batch_id, positive, reason, at) VALUES (?, ?, ?, ?)",
+                (batch_id, int(positive), reason, now),
+            )
+            for claim in rows(conn, "SELECT id, number FROM claims WHERE batch_id = ?", (batch_id,)):
+                if positive and claim["number"] not in rejected:
+                    conn.execute("UPDATE claims SET status = 'accepted' WHERE id = ?", (claim["id"],))
+                    for ex in rows(
+                        conn,
+                        "SELECT prescription_id, renewal FROM execution_data WHERE claim_id = ? AND step2 IS NULL",
+                        (claim["id"],),
+                    ):
+                        conn.execute(
+                            "UPDATE execution_data SET step2 = 'queued' WHERE prescription_id = ? AND renewal = ?",
+                            (ex["prescription_id"], ex["renewal"]),
+                        )
+                        outbox.enqueue(
+                            conn,
+                            stream="execution",
+                            key=f"exec2:{ex['prescription_id']}:{ex['renewal']}",
+                            payload={
+                                "prescription_id": ex["prescription_id"],
+                                "step": 2,
+                                "renewal": ex["renewal"],
+                                "claim_number": str(claim["number"]),
+                                "batch_number": str(batch_number),
+                            },
+                        )
+                else:
+                    why, action = rejected.get(
+                        claim["number"], (reason, "Corriger puis refacturer dans un nouveau lot")
+                    )
+                    conn.execute("UPDATE claims SET status = 'rejected' WHERE id = ?", (claim["id"],))
+                    conn.execute(
+                        "INSERT INTO rejections(claim_id, reason, action, at) VALUES (?, ?, ?, ?)",
+                        (claim["id"], why, action, now),
+                    )
+            journal.append(
+                conn,
+                operator_id=None,
+                action="batch.acknowledged",
+                subject=str(batch_number),
+                details={"positive": positive, "rejected": len(rejected)},
+                at=now,
+            )
+
+    # ------------------------------------------------------------------ deferred calls and the DMP
+    def enqueue_call(self, call: str, patient_id: int, **args: str) -> None:
+        """A teleservice call that could not be made (offline): made again when the network returns.
+
+        The payload names the patient by id only: identity stays sealed in ``patients`` and is read
+        back when the call is made.
+        """
+        with transaction(self.db) as conn:
+            key = f"{call}:{patient_id}:{json.dumps(args, sort_keys=True)}"
+            outbox.enqueue(conn, stream="call", key=key, payload={"call": call, "patient_id": patient_id, **args})
+
+    def beneficiary_of(self, patient_id: int) -> Beneficiary | None:
+        """The card beneficiary a patient was identified as (None if identified without a card)."""
+        found = rows(self.db.conn, "SELECT * FROM patients WHERE id = ?", (patient_id,))
+        if not found or found[0]["nir"] is None:
+            return None
+        nir = self._open("nir", found[0]["nir"]) or ""
+        return Beneficiary(nir=nir, rank=int(found[0]["rank"] or 1), traits=self._traits_of(found[0]), holder_nir=nir)
+
+    def traits_of_patient(self, patient_id: int) -> Traits:
+        found = rows(self.db.conn, "SELECT * FROM patients WHERE id = ?", (patient_id,))
+        return self._traits_of(found[0])
+
+    def complete_prescription(self, prescription: Prescription) -> list[str]:
+        """The ePrescription fetched after a degraded dispensation: store it and list what differs
+        from the lines typed from paper (audited for the pharmacist to review)."""
+        now = self.clock()
+        pid = prescription.prescription_id
+        with transaction(self.db) as conn:
+            entered = {
+                r["line_no"]: r
+                for r in rows(conn, "SELECT * FROM prescription_lines WHERE prescription_id = ?", (pid,))
+            }
+            differences = []
+            for line in prescription.lines:
+                typed = entered.get(line.line_no)
+                if typed is None or typed["cip13"] != line.cip13 or typed["quantity"] != line.quantity:
+                    differences.append(f"ligne {line.line_no}")
+            conn.execute(
+                "UPDATE prescriptions SET prescriber = ?, prescribed_on = ?, renewals = ?, status = 'dispensed'"
+                " WHERE prescription_id = ?",
+                (prescription.prescriber, prescription.prescribed_on.isoformat(), prescription.renewals, pid),
+            )
+            journal.append(
+                conn,
+                operator_id=None,
+                action="prescription.fetched-late",
+                subject=pid,
+                details={"differences": differences},
+                at=now,
+            )
+        return differences
+
+    def ins_of(self, patient_id: int) -> Ins | None:
+        found = rows(self.db.conn, "SELECT * FROM patients WHERE id = ?", (patient_id,))
+        if not found or found[0]["matricule"] is None:
+            return None
+        return Ins(
+            self._open("matricule", found[0]["matricule"]) or "",
+            found[0]["oid"] or "",
+            self._traits_of(found[0]),
+        )
+
+    def enqueue_dmp(self, patient_id: int, kind: str, visibility: Any, operator_id: int | None) -> None:
+        now = self.clock()
+        with transaction(self.db) as conn:
+            cursor = conn.execute(
+                "INSERT INTO dmp_documents(patient_id, kind, visibility, at) VALUES (?, ?, ?, ?)",
+                (patient_id, kind, str(visibility.value), now),
+            )
+            doc_id = int(cursor.lastrowid or 0)
+            outbox.enqueue(
+                conn,
+                stream="dmp",
+                key=f"dmp:{doc_id}",
+                payload={
+                    "document": doc_id,
+                    "patient_id": patient_id,
+                    "kind": kind,
+                    "visibility": str(visibility.value),
+                },
+            )
+            journal.append(
+                conn,
+                operator_id=operator_id,
+                action="dmp.queued",
+                subject=str(doc_id),
+                details={"kind": kind},
+                at=now,
+            )
+
+    def mark_dmp(self, doc_id: int, status: str) -> None:
+        with transaction(self.db) as conn:
+            conn.execute("UPDATE dmp_documents SET status = ? WHERE id = ?", (status, doc_id))
+
+    def mark_execution_sent(self, prescription_id: str, renewal: int, step: int) -> None:
+        with transaction(self.db) as conn:
+            statement = (
+                "UPDATE execution_data SET step1 = 'sent' WHERE prescription_id = ? AND renewal = ?"
+                if step == 1
+                else "UPDATE execution_data SET step2 = 'sent' WHERE prescription_id = ? AND renewal = ?"
+            )
+            conn.execute(statement, (prescription_id, renewal))

@@ -1,0 +1,840 @@
+"""The counter workflow as a state machine driven by events (DESIGN §3).
+
+One :class:`Counter` serves one e-lecteur. ``handle(event)`` is synchronous: it may call a
+teleservice (bounded by the adapter's short timeout), so the kiosk calls it off the UI thread.
+When a teleservice cannot be reached the session carries on in degraded mode and the call is
+queued in the outbox, to be completed by :mod:`appliance.delivery` when the network returns.
+An event that does not fit the current step is refused with a French message and changes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, TypeVar
+
+from appliance.billing import BillItem, compute_bill
+from appliance.codes.attestation import AmcAttestation
+from appliance.codes.gs1 import MedicineBox
+from appliance.codes.ins import InsIdentity
+from appliance.codes.kinds import CodeKind
+from appliance.codes.opaque import OpaqueToken
+from appliance.domain import (
+    AmcRights,
+    Beneficiary,
+    IdentityStatus,
+    Ins,
+    InsiOutcome,
+    InsiResult,
+    PrescriptionLine,
+    Traits,
+    Visibility,
+)
+from appliance.products import ProductTable
+from appliance.store.operators import AuthenticationError, Operator, OperatorLocked, PinRejected
+from appliance.store.records import ClaimDraft, CounterRecords
+from appliance.teleservices import TeleserviceRefused, Teleservices, TeleserviceUnavailable
+from appliance.workflow import messages as msg
+from appliance.workflow.events import CardInserted, CardRemoved, Event, Intent, NetworkChanged, Scanned, Tick
+from appliance.workflow.session import DispensedBox, Session, Step
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+CARD_DATA_MAX_AGE = timedelta(days=365)
+
+
+@dataclass(frozen=True)
+class CounterSettings:
+    qualification_visits: int = 3
+    """How many next visits the qualification prompt comes back for an identity left RECUP."""
+    idle_timeout_s: float = 120.0
+    """Patient data is cleared after this long without any event."""
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The answer to one event: accepted or refused, and what to tell the people at the counter."""
+
+    accepted: bool
+    step: Step
+    message: str | None = None
+
+
+class Refused(Exception):
+    """An event that does not fit: the message is shown, the session is unchanged."""
+
+
+class Counter:
+    """One counter's workflow: the current session, the logged-in operator, and the ports."""
+
+    def __init__(
+        self,
+        records: CounterRecords,
+        teleservices: Teleservices,
+        products: ProductTable,
+        *,
+        clock: Callable[[], float],
+        settings: CounterSettings | None = None,
+    ) -> None:
+        self.records = records
+        self.teleservices = teleservices
+        self.products = products
+        self.clock = clock
+        self.settings = settings or CounterSettings()
+        self.step = Step.ATTRACT
+        self.session = Session()
+        self.operator_id: int | None = None
+        self.online = True
+        self.notices: list[str] = []
+        self.last_outcome: dict[str, Any] | None = None
+        self._last_activity = clock()
+
+    # ------------------------------------------------------------------ entry point
+    def handle(self, event: Event) -> Outcome:
+        self.notices = []
+        try:
+            message = self._dispatch(event)
+        except Refused as refusal:
+            return Outcome(False, self.step, str(refusal))
+        if not isinstance(event, Tick):
+            self._last_activity = self.clock()
+        notice = "; ".join(n for n in [message, *self.notices] if n)
+        return Outcome(True, self.step, notice or None)
+
+    def today(self) -> date:
+        return datetime.fromtimestamp(self.clock(), tz=UTC).date()
+
+    def _dispatch(self, event: Event) -> str | None:
+        match event:
+            case Tick():
+                return self._tick()
+            case NetworkChanged(online=online):
+                self.online = online
+                return None
+            case CardInserted():
+                return self._card_inserted(event)
+            case CardRemoved():
+                return self._card_removed()
+            case Scanned(code=code):
+                return self._scanned(code)
+            case Intent(name=name, args=args):
+                handler = getattr(self, f"_intent_{name.replace('-', '_')}", None)
+                if handler is None:
+                    raise Refused(f"Action inconnue : {name}")
+                result: str | None = handler(**args)
+                return result
+        raise Refused("Événement inconnu")
+
+    def _not_now(self) -> Refused:
+        return Refused(msg.NOT_NOW.format(what=msg.EXPECTED[self.step.value]))
+
+    def _audit(self, action: str, subject: str = "", **details: Any) -> None:
+        self.records.audit(self.operator_id, action, subject, details)
+
+    def _call(self, what: str, call: Callable[[], T]) -> T | None:
+        """An interactive teleservice call; None when unreachable (degraded mode)."""
+        if not self.online:
+            self.notices.append(msg.OFFLINE.format(what=what))
+            return None
+        try:
+            return call()
+        except TeleserviceUnavailable:
+            self.online = False
+            self.notices.append(msg.OFFLINE.format(what=what))
+            return None
+
+    # ------------------------------------------------------------------ time
+    def _tick(self) -> str | None:
+        idle = self.clock() - self._last_activity
+        if self.step is not Step.ATTRACT and idle >= self.settings.idle_timeout_s:
+            self._audit("session.timeout", step=self.step.value)
+            self._clear()
+            return "Session fermée après inactivité"
+        return None
+
+    def _clear(self) -> None:
+        """Forget the patient: nothing of them stays on screen or in memory."""
+        self.session = Session()
+        self.step = Step.ATTRACT
+
+    # ------------------------------------------------------------------ operators
+    def _authenticate(self, who: int | str, pin: str) -> Operator:
+        try:
+            return self.records.authenticate(who, pin)
+        except PinRejected as refusal:
+            raise Refused(msg.PIN_WRONG.format(left=refusal.attempts_left)) from None
+        except OperatorLocked as refusal:
+            until = datetime.fromtimestamp(refusal.until, tz=UTC).strftime("%H:%M")
+            raise Refused(msg.LOCKED.format(until=until)) from None
+        except AuthenticationError:
+            raise Refused("Opérateur inconnu") from None
+
+    def _intent_login(self, operator: int | str, pin: str) -> str:
+        op = self._authenticate(operator, pin)
+        self.operator_id = op.id
+        return f"Bonjour {op.name}"
+
+    def _intent_logout(self) -> str:
+        self._audit("operator.logout")
+        self.operator_id = None
+        return "Session opérateur fermée"
+
+    def _intent_cancel(self) -> str:
+        if self.step is Step.PAYMENT:
+            raise Refused("La facture est émise : terminez la session")
+        self._audit("session.cancel", step=self.step.value)
+        self._clear()
+        return "Session annulée"
+
+    # ------------------------------------------------------------------ identify
+    def _card_inserted(self, event: CardInserted) -> str | None:
+        if self.step is not Step.ATTRACT:
+            raise self._not_now()
+        if not event.beneficiaries:
+            raise Refused("Carte Vitale sans bénéficiaire lisible")
+        self.session.identify_source = "card"
+        self.session.card_amo = dict(event.amo)
+        self.session.card_data_stale = event.data_on is None or self.today() - event.data_on > CARD_DATA_MAX_AGE
+        self._audit("identify.card", beneficiaries=len(event.beneficiaries))
+        return self._offer_beneficiaries(event.beneficiaries)
+
+    def _card_removed(self) -> str | None:
+        self._audit("card.removed", step=self.step.value)
+        if self.step is Step.CHOOSE_BENEFICIARY and self.session.identify_source == "card":
+            self._clear()
+            return "Carte retirée"
+        return None
+
+    def _offer_beneficiaries(self, beneficiaries: tuple[Beneficiary, ...]) -> str | None:
+        self.session.beneficiaries = beneficiaries
+        if len(beneficiaries) == 1:
+            return self._beneficiary_chosen(beneficiaries[0])
+        self.step = Step.CHOOSE_BENEFICIARY
+        return "Choisissez la personne concernée"
+
+    def _intent_choose_beneficiary(self, index: int | None = None, rank: int | None = None) -> str | None:
+        if self.step is not Step.CHOOSE_BENEFICIARY:
+            raise self._not_now()
+        choices = self.session.beneficiaries
+        if index is not None and 0 <= index < len(choices):
+            return self._beneficiary_chosen(choices[index])
+        for beneficiary in choices:
+            if rank is not None and beneficiary.rank == rank:
+                return self._beneficiary_chosen(beneficiary)
+        raise Refused("Personne introuvable sur cette carte")
+
+    def _beneficiary_chosen(self, beneficiary: Beneficiary) -> str | None:
+        s = self.session
+        s.beneficiary = beneficiary
+        self.step = Step.IDENTITY
+        if s.identify_source == "apcv" and beneficiary.nir in s.apcv_ins:
+            s.ins = s.apcv_ins[beneficiary.nir]
+            self._settle_identity(IdentityStatus.QUAL, "apcv", beneficiary.traits)
+        else:
+            result = self._call("la recherche INSi", lambda: self.teleservices.insi_search_card(beneficiary))
+            self._insi_answer(result, beneficiary.traits)
+        return self._after_identity_step()
+
+    def _intent_search(
+        self, birth_name: str, first_names: str, sex: str, birth_date: str, birth_place: str = ""
+    ) -> str | None:
+        if self.step is not Step.ATTRACT:
+            raise self._not_now()
+        traits = Traits(
+            birth_name.upper(), first_names.upper(), sex, date.fromisoformat(birth_date), birth_place or None
+        )
+        self.session.identify_source = "search"
+        self.step = Step.IDENTITY
+        self._audit("identify.search")
+        result = self._call("la recherche INSi", lambda: self.teleservices.insi_search_traits(traits))
+        self._insi_answer(result, traits)
+        return self._after_identity_step()
+
+    def _scanned_apcv(self, token: OpaqueToken) -> str | None:
+        if self.step is not Step.ATTRACT:
+            raise self._not_now()
+        try:
+            context = self._call("l'appli carte Vitale", lambda: self.teleservices.apcv_context(token.raw))
+        except TeleserviceRefused as refusal:
+            raise Refused(refusal.message) from None
+        if context is None:
+            raise Refused("Appli carte Vitale indisponible hors ligne : utilisez la carte Vitale")
+        self.session.identify_source = "apcv"
+        self.session.apcv_ins = dict(context.ins)
+        self._audit("identify.apcv", beneficiaries=len(context.beneficiaries))
+        return self._offer_beneficiaries(context.beneficiaries)
+
+    def _scanned_ins(self, ins_code: InsIdentity) -> str | None:
+        if self.step is not Step.ATTRACT:
+            raise self._not_now()
+        traits = Traits(
+            ins_code.birth_name, ins_code.first_names, ins_code.sex, ins_code.birth_date, ins_code.birth_place
+        )
+        self.session.identify_source = "ins-datamatrix"
+        self.step = Step.IDENTITY
+        self._audit("identify.ins-datamatrix")
+        result = self._call("la vérification INSi", lambda: self.teleservices.insi_search_traits(traits))
+        if (
+            result is not None
+            and result.outcome is InsiOutcome.FOUND
+            and result.identities[0].matricule != ins_code.matricule
+        ):
+            self.notices.append("L'INS du document diffère de celui du téléservice")
+        self._insi_answer(result, traits)
+        return self._after_identity_step()
+
+    # ------------------------------------------------------------------ identity (INSi, RNIV)
+    def _insi_answer(self, result: InsiResult | None, traits: Traits) -> None:
+        s = self.session
+        if result is None:
+            s.insi_pending = True
+            self._settle_identity(IdentityStatus.PROV, "insi-unreachable", traits)
+            return
+        self._audit("insi.answer", outcome=result.outcome.value)
+        match result.outcome:
+            case InsiOutcome.FOUND:
+                s.ins = result.identities[0]
+                self._settle_identity(IdentityStatus.RECUP, "insi-00", traits)
+            case InsiOutcome.SEVERAL:
+                s.identity_choices = result.identities
+                self.notices.append("Plusieurs identités trouvées : le pharmacien choisit")
+            case InsiOutcome.NONE:
+                self._settle_identity(IdentityStatus.PROV, "insi-01", traits)
+                self.notices.append("Identité introuvable : identité provisoire")
+
+    def _intent_choose_identity(self, index: int) -> str | None:
+        s = self.session
+        if self.step is not Step.IDENTITY or not s.identity_choices:
+            raise self._not_now()
+        if not 0 <= index < len(s.identity_choices):
+            raise Refused("Identité introuvable dans la liste")
+        s.ins = s.identity_choices[index]
+        s.identity_choices = ()
+        self._settle_identity(IdentityStatus.RECUP, "insi-02-chosen", s.ins.traits)
+        return self._after_identity_step()
+
+    def _settle_identity(self, status: IdentityStatus, reason: str, traits: Traits) -> None:
+        s = self.session
+        record = self.records.remember_patient(
+            beneficiary=s.beneficiary,
+            ins=s.ins,
+            traits=s.ins.traits if s.ins else traits,
+            status=status,
+            reason=reason,
+            operator_id=self.operator_id,
+        )
+        s.patient_id = record.id
+        s.ins_status = record.status
+        if record.traits_on_file is not None:
+            s.traits_to_confirm = _differences(record.traits_on_file, s.ins.traits if s.ins else traits)
+        if record.status is IdentityStatus.RECUP:
+            if status is IdentityStatus.RECUP and record.new:
+                left = self.records.start_qualification_prompts(record.id, self.settings.qualification_visits)
+            else:
+                left = self.records.use_qualification_prompt(record.id)
+            s.qualification_prompt = left > 0
+        if s.insi_pending:
+            call = "insi_search_card" if s.beneficiary is not None else "insi_search_traits"
+            self.records.enqueue_call(call, record.id)
+            s.insi_pending = False
+
+    def _intent_confirm_traits(self) -> str | None:
+        if self.step is not Step.IDENTITY or not self.session.traits_to_confirm:
+            raise self._not_now()
+        self._audit("identity.traits-confirmed", patient=self.session.patient_id)
+        self.session.traits_to_confirm = {}
+        return self._after_identity_step()
+
+    def _intent_document_checked(self) -> str | None:
+        s = self.session
+        if self.step is not Step.IDENTITY or not s.qualification_prompt or s.patient_id is None:
+            raise self._not_now()
+        self.records.set_identity_status(s.patient_id, IdentityStatus.QUAL, "document-checked", self.operator_id)
+        s.ins_status = IdentityStatus.QUAL
+        s.qualification_prompt = False
+        return self._after_identity_step()
+
+    def _intent_document_refused(self) -> str | None:
+        s = self.session
+        if self.step is not Step.IDENTITY or not s.qualification_prompt or s.patient_id is None:
+            raise self._not_now()
+        self._audit("identity.document-refused", patient=s.patient_id)
+        s.qualification_prompt = False
+        return self._after_identity_step()
+
+    def _after_identity_step(self) -> str | None:
+        s = self.session
+        if s.identity_choices or s.traits_to_confirm or s.qualification_prompt:
+            return None
+        self.step = Step.RIGHTS
+        self._amo_rights()
+        self._stored_amc_rights()
+        if s.pending_prescription_id is not None:
+            return self._fetch_prescription(s.pending_prescription_id)
+        return None
+
+    # ------------------------------------------------------------------ rights
+    def _amo_rights(self) -> None:
+        s = self.session
+        beneficiary = s.beneficiary or _beneficiary_from_ins(s.ins)
+        on_card = s.card_amo.get(beneficiary.nir) if beneficiary else None
+        if on_card is not None and not s.card_data_stale and s.identify_source == "card":
+            s.amo, s.amo_source = on_card, "card"
+        elif beneficiary is not None:
+            amo = self._call("les droits AMO (ADRi)", lambda: self.teleservices.adri(beneficiary, self.today()))
+            if amo is not None:
+                s.amo, s.amo_source = amo, "adri"
+            elif on_card is not None:
+                s.amo, s.amo_source = on_card, "card"
+        if s.patient_id is not None:
+            self.records.save_rights(s.patient_id, amo=s.amo, amc=None)
+        self._audit("rights.amo", source=s.amo_source or "none")
+
+    def _stored_amc_rights(self) -> None:
+        s = self.session
+        if s.patient_id is None:
+            return
+        stored = self.records.stored_amc(s.patient_id)
+        if stored is None:
+            return
+        if stored.covers(self.today()):
+            s.amc, s.amc_source = stored, "stored"
+        else:
+            self._dld(stored.amc_number, stored.member_number, stored.valid_to)
+
+    def _dld(self, amc_number: str, member_number: str, ended: date) -> None:
+        s = self.session
+        nir = s.beneficiary.nir if s.beneficiary else (s.ins.matricule if s.ins else "")
+        self.notices.append(msg.AMC_EXPIRED.format(day=msg.fr_date(ended)))
+        try:
+            renewed = self._call(
+                "les droits mutuelle (DLD)",
+                lambda: self.teleservices.dld(amc_number, member_number, nir, self.today()),
+            )
+        except TeleserviceRefused as refusal:
+            self.notices.append(refusal.message)
+            return
+        self._audit("rights.dld", found=renewed is not None)
+        if renewed is not None:
+            s.amc, s.amc_source = renewed, "dld"
+            if s.patient_id is not None:
+                self.records.save_rights(s.patient_id, amo=None, amc=renewed)
+            self.notices.append("Droits mutuelle renouvelés")
+
+    def _scanned_attestation(self, attestation: AmcAttestation) -> str | None:
+        s = self.session
+        if self.step not in (Step.RIGHTS, Step.PRESCRIPTION, Step.DISPENSATION):
+            raise self._not_now()
+        if attestation.amc_number is None or attestation.member_number is None:
+            raise Refused("Attestation mutuelle incomplète : saisissez les droits")
+        nir = s.beneficiary.nir if s.beneficiary else (s.ins.matricule if s.ins else "")
+        if attestation.valid_to is not None and attestation.valid_to < self.today():
+            self._dld(attestation.amc_number, attestation.member_number, attestation.valid_to)
+            return None
+        try:
+            rights = self._call(
+                "les droits mutuelle (IDB)",
+                lambda: self.teleservices.idb(
+                    attestation.amc_number or "", attestation.member_number or "", nir, self.today()
+                ),
+            )
+        except TeleserviceRefused as refusal:
+            if refusal.code == "amc-expired":
+                self._dld(attestation.amc_number, attestation.member_number, attestation.valid_to or self.today())
+                return None
+            raise Refused(refusal.message) from None
+        if rights is None:
+            rights = AmcRights(
+                amc_number=attestation.amc_number,
+                member_number=attestation.member_number,
+                valid_from=attestation.valid_from or self.today(),
+                valid_to=attestation.valid_to or self.today(),
+                coverage_pct=100,
+                accreditation=None,
+                conventions=attestation.conventions,
+            )
+            s.amc, s.amc_source = rights, "attestation"
+            if s.patient_id is not None:
+                self.records.enqueue_call("idb", s.patient_id)
+        else:
+            s.amc, s.amc_source = rights, "idb"
+        if s.patient_id is not None:
+            self.records.save_rights(s.patient_id, amo=None, amc=s.amc)
+        self._audit("rights.amc", source=s.amc_source)
+        return "Droits mutuelle enregistrés"
+
+    def _intent_continue(self) -> str | None:
+        if self.step is Step.RIGHTS:
+            self.step = Step.PRESCRIPTION
+            return None
+        if self.step is Step.DISPENSATION:
+            return self._to_control()
+        raise self._not_now()
+
+    # ------------------------------------------------------------------ prescription
+    def _scanned_eprescription(self, token: OpaqueToken) -> str | None:
+        prescription_id = token.text or token.raw.hex()
+        if self.step in (Step.ATTRACT, Step.CHOOSE_BENEFICIARY, Step.IDENTITY):
+            self.session.pending_prescription_id = prescription_id
+            return "Ordonnance notée : elle sera lue après l'identification"
+        if self.step not in (Step.RIGHTS, Step.PRESCRIPTION) or self.session.prescription_confirmed:
+            raise self._not_now()
+        return self._fetch_prescription(prescription_id)
+
+    def _fetch_prescription(self, prescription_id: str) -> str | None:
+        s = self.session
+        s.pending_prescription_id = None
+        dispensed = self.records.dispensed_renewals(prescription_id)
+        self.step = Step.PRESCRIPTION
+        try:
+            prescription = self._call(
+                "l'ordonnance numérique", lambda: self.teleservices.fetch_prescription(prescription_id)
+            )
+        except TeleserviceRefused as refusal:
+            raise Refused(refusal.message) from None
+        self._audit("prescription.scanned", prescription_id, fetched=prescription is not None)
+        renewals = prescription.renewals if prescription is not None else 0
+        if dispensed and set(range(renewals + 1)) <= dispensed:
+            raise Refused(msg.PRESCRIPTION_DISPENSED)
+        s.dispensed_renewals = dispensed
+        if prescription is None:
+            s.prescription_degraded = True
+            s.pending_prescription_id = prescription_id
+            return "Saisissez les lignes de l'ordonnance papier"
+        s.prescription = prescription
+        return f"Ordonnance du {msg.fr_date(prescription.prescribed_on)} : {len(prescription.lines)} ligne(s)"
+
+    def _intent_enter_line(self, label: str, quantity: int, cip13: str | None = None, ald: bool = False) -> str | None:
+        s = self.session
+        if self.step is not Step.PRESCRIPTION or not s.prescription_degraded or s.prescription_confirmed:
+            raise self._not_now()
+        if quantity <= 0:
+            raise Refused("Quantité invalide")
+        s.entered_lines.append(PrescriptionLine(len(s.entered_lines) + 1, label, quantity, cip13, ald))
+        return f"Ligne {len(s.entered_lines)} ajoutée"
+
+    def _intent_confirm_prescription(self, renewal: int = 0) -> str | None:
+        s = self.session
+        if self.step is not Step.PRESCRIPTION or not s.lines():
+            raise self._not_now()
+        limit = s.prescription.renewals if s.prescription else renewal
+        if not 0 <= renewal <= limit:
+            raise Refused(f"Renouvellement {renewal} impossible (au plus {limit})")
+        if renewal in s.dispensed_renewals:
+            raise Refused(msg.PRESCRIPTION_DISPENSED if renewal == 0 else f"Renouvellement {renewal} déjà délivré")
+        s.prescription_confirmed = True
+        s.renewal = renewal
+        self.step = Step.DISPENSATION
+        self._audit(
+            "prescription.confirmed",
+            s.prescription.prescription_id if s.prescription else "",
+            renewal=renewal,
+            degraded=s.prescription_degraded,
+        )
+        return None
+
+    def _intent_reject_prescription(self) -> str | None:
+        s = self.session
+        if self.step is not Step.PRESCRIPTION:
+            raise self._not_now()
+        self._audit("prescription.rejected")
+        s.prescription, s.prescription_degraded, s.entered_lines = None, False, []
+        s.pending_prescription_id = None
+        return "Ordonnance écartée"
+
+    # ------------------------------------------------------------------ dispensation
+    def _scanned_box(self, box: MedicineBox) -> str | None:
+        s = self.session
+        if self.step is not Step.DISPENSATION:
+            raise self._not_now()
+        if box.cip13 is None:
+            raise Refused("Ce produit n'a pas de code CIP")
+        if box.expiry is not None and box.expiry < self.today():
+            raise Refused(msg.EXPIRED_BOX.format(day=msg.fr_date(box.expiry)))
+        if box.serial is not None and (
+            any(b.serial == box.serial and b.gtin == box.gtin for b in s.boxes)
+            or self.records.serial_dispensed(box.gtin, box.serial)
+        ):
+            raise Refused(msg.SERIAL_AGAIN.format(serial=box.serial))
+        product = self.products.get(box.cip13)
+        if product is None:
+            raise Refused(f"Produit inconnu (CIP {box.cip13})")
+        line_no = self._line_for(box.cip13)
+        s.boxes.append(
+            DispensedBox(
+                box.cip13,
+                box.gtin,
+                box.serial,
+                box.lot,
+                box.expiry.isoformat() if box.expiry else None,
+                line_no,
+            )
+        )
+        self._audit("dispensation.box", box.cip13, line=line_no)
+        if line_no is None:
+            return f"{product.name} : à quelle ligne correspond cette boîte ?"
+        return product.name
+
+    def _line_for(self, cip13: str) -> int | None:
+        s = self.session
+        for line in s.lines():
+            taken = sum(1 for b in s.boxes if b.line_no == line.line_no)
+            if line.cip13 == cip13 and taken < line.quantity:
+                return line.line_no
+        return None
+
+    def _intent_assign_box(self, line: int, serial: str | None = None) -> str | None:
+        s = self.session
+        if self.step is not Step.DISPENSATION:
+            raise self._not_now()
+        if line not in {known.line_no for known in s.lines()}:
+            raise Refused(f"Ligne {line} inconnue")
+        for box in s.boxes:
+            if box.line_no is None and (serial is None or box.serial == serial):
+                box.line_no, box.substitution = line, True
+                self._audit("dispensation.substitution", box.cip13, line=line)
+                return f"Substitution enregistrée sur la ligne {line}"
+        raise Refused("Aucune boîte à affecter")
+
+    def _intent_remove_box(self, serial: str) -> str | None:
+        s = self.session
+        if self.step is not Step.DISPENSATION:
+            raise self._not_now()
+        kept = [b for b in s.boxes if b.serial != serial]
+        if len(kept) == len(s.boxes):
+            raise Refused("Boîte introuvable")
+        s.boxes = kept
+        self._audit("dispensation.box-removed")
+        return "Boîte retirée"
+
+    def _to_control(self) -> str | None:
+        if not self.session.boxes:
+            raise Refused("Aucune boîte scannée")
+        if any(b.line_no is None for b in self.session.boxes):
+            raise Refused("Une boîte n'est affectée à aucune ligne")
+        self.step = Step.CONTROL
+        gaps = self.session.discrepancies()
+        self._audit("control.opened", discrepancies=len(gaps))
+        return f"{len(gaps)} écart(s) à contrôler" if gaps else "Aucun écart"
+
+    # ------------------------------------------------------------------ control and billing
+    def _intent_annotate(self, text: str) -> str | None:
+        if self.step is not Step.CONTROL:
+            raise self._not_now()
+        self.session.annotation = text.strip()[:500]
+        self._audit("control.annotated")
+        return "Note enregistrée"
+
+    def _intent_validate(self, pin: str, operator: int | str | None = None) -> str | None:
+        s = self.session
+        if self.step is not Step.CONTROL:
+            raise self._not_now()
+        who = operator if operator is not None else self.operator_id
+        if who is None:
+            raise Refused("Identifiez-vous pour valider")
+        op = self._authenticate(who, pin)
+        if not op.role.may_validate:
+            self.records.audit(op.id, "control.validate-refused", "", {"role": op.role.value})
+            raise Refused(msg.NEED_PHARMACIST)
+        if s.patient_id is None:
+            raise Refused("Patient non identifié")
+        s.validated_by = op.id
+        return self._bill(op.id)
+
+    def _bill(self, operator_id: int) -> str | None:
+        s = self.session
+        lines = {line.line_no: line for line in s.lines()}
+        items: list[BillItem] = []
+        for box in s.boxes:
+            product = self.products.get(box.cip13)
+            if product is None:  # checked at scan time; the table cannot change during a session
+                raise Refused(f"Produit inconnu (CIP {box.cip13})")
+            line = lines.get(box.line_no) if box.line_no is not None else None
+            items.append(BillItem(product, 1, ald=bool(line and line.ald)))
+        bill = compute_bill(items, amo=s.amo, amc=s.amc, day=self.today())
+        prescription_id = s.prescription.prescription_id if s.prescription else (s.pending_prescription_id or "")
+        # Execution data step 1 is sent now when online, so a prescription already dispensed elsewhere
+        # is refused before the claim exists; offline it goes through the outbox with the claim.
+        if prescription_id and self.online and s.prescription is not None:
+            try:
+                self.teleservices.deliver(
+                    "execution",
+                    f"exec1:{prescription_id}:{s.renewal}",
+                    _execution(prescription_id, s, step=1),
+                    attempts=1,
+                )
+                executed = True
+            except TeleserviceRefused as refusal:
+                raise Refused(refusal.message) from None
+            except TeleserviceUnavailable:
+                self.online = False
+                executed = False
+        else:
+            executed = False
+        draft = ClaimDraft(
+            patient_id=s.patient_id or 0,
+            operator_id=operator_id,
+            prescription_id=prescription_id,
+            prescription=s.prescription,
+            entered_lines=tuple(s.entered_lines),
+            renewal=s.renewal,
+            boxes=tuple(s.boxes),
+            bill=bill,
+            amo=s.amo,
+            amc=s.amc,
+            annotation=s.annotation,
+            discrepancies=tuple(s.discrepancies()),
+            execution_sent=executed,
+            execution_payload=_execution(prescription_id, s, step=1) if prescription_id else None,
+            fetch_pending=s.prescription_degraded,
+            day=self.today(),
+        )
+        claim = self.records.record_claim(draft)
+        s.bill = bill
+        s.claim_number = claim.number
+        self.step = Step.PAYMENT
+        if bill.to_pay_cents == 0:
+            return "Rien à payer"
+        return f"À payer : {msg.euros(bill.to_pay_cents)}"
+
+    # ------------------------------------------------------------------ DMP and close
+    def _intent_dmp_document(self, kind: str, visibility: str = "all") -> str | None:
+        s = self.session
+        if self.step not in (Step.CONTROL, Step.PAYMENT) or s.patient_id is None:
+            raise self._not_now()
+        if s.ins is None or s.ins_status is not IdentityStatus.QUAL:
+            raise Refused(msg.NOT_QUALIFIED)
+        try:
+            chosen = Visibility(visibility)
+        except ValueError:
+            raise Refused("Visibilité inconnue") from None
+        if kind not in ("vaccination", "pharmaceutical-interview", "medication-review"):
+            raise Refused("Type de document inconnu")
+        self.records.enqueue_dmp(s.patient_id, kind, chosen, self.operator_id)
+        return "Document envoyé au DMP"
+
+    def _intent_close(self) -> str | None:
+        s = self.session
+        if self.step is not Step.PAYMENT or s.bill is None:
+            raise self._not_now()
+        receipt = [f"Facture n° {s.claim_number}"]
+        receipt += [f"{line.name} x{line.quantity} : {msg.euros(line.total_cents)}" for line in s.bill.lines]
+        receipt.append(f"Payé par l'Assurance Maladie : {msg.euros(s.bill.amo_cents)}")
+        receipt.append(f"Payé par la mutuelle : {msg.euros(s.bill.amc_cents)}")
+        receipt.append(f"Réglé : {msg.euros(s.bill.to_pay_cents)}")
+        self.last_outcome = self.outcome()
+        self.last_outcome["receipt"] = receipt
+        self._audit("session.closed", claim=s.claim_number)
+        self._clear()
+        return "Merci, à bientôt"
+
+    def _intent_send_batch(self) -> str | None:
+        if self.step is not Step.ATTRACT or self.operator_id is None:
+            raise self._not_now()
+        batch = self.records.close_batch(self.operator_id)
+        if batch is None:
+            return "Aucune facture à télétransmettre"
+        return f"Lot {batch} prêt à l'envoi"
+
+    # ------------------------------------------------------------------ scans
+    def _scanned(self, code: Any) -> str | None:
+        if not code.valid:
+            if code.kind is CodeKind.UNKNOWN:
+                raise Refused(msg.UNKNOWN_CODE)
+            raise Refused(f"{msg.UNREADABLE} ({'; '.join(code.errors)})")
+        match code.kind:
+            case CodeKind.APCV:
+                return self._scanned_apcv(code.payload)
+            case CodeKind.INS:
+                return self._scanned_ins(code.payload)
+            case CodeKind.EPRESCRIPTION:
+                return self._scanned_eprescription(code.payload)
+            case CodeKind.AMC_ATTESTATION:
+                return self._scanned_attestation(code.payload)
+            case CodeKind.GS1:
+                return self._scanned_box(code.payload)
+            case _:
+                raise self._not_now()
+
+    # ------------------------------------------------------------------ views
+    def outcome(self) -> dict[str, Any]:
+        """What the session came to, for the scenario transcript and the receipt."""
+        s = self.session
+        bill = s.bill
+        return {
+            "patient": s.patient_id,
+            "ins_status": s.ins_status.value if s.ins_status else None,
+            "ins_oid": s.ins.oid if s.ins else None,
+            "rights": {
+                "amo": s.amo_source,
+                "amo_valid": bool(s.amo and s.amo.covers(self.today())),
+                "amc": s.amc_source,
+                "amc_accreditation": s.amc.accreditation if s.amc else None,
+            },
+            "prescription": s.prescription.prescription_id if s.prescription else None,
+            "degraded": s.prescription_degraded,
+            "lines": [
+                {"cip13": b.cip13, "line": b.line_no, "serial": b.serial, "substitution": b.substitution}
+                for b in s.boxes
+            ],
+            "discrepancies": s.discrepancies(),
+            "claim": s.claim_number,
+            "amounts": None
+            if bill is None
+            else {
+                "total": bill.total_cents,
+                "amo": bill.amo_cents,
+                "amc": bill.amc_cents,
+                "patient": bill.patient_share_cents,
+                "to_pay": bill.to_pay_cents,
+            },
+        }
+
+    def view(self) -> dict[str, Any]:
+        """What the screens show now (no identity data beyond what the patient sees on screen)."""
+        s = self.session
+        return {
+            "step": self.step.value,
+            "online": self.online,
+            "beneficiaries": [
+                {"rank": b.rank, "first_names": b.traits.first_names, "birth_name": b.traits.birth_name}
+                for b in s.beneficiaries
+            ]
+            if self.step is Step.CHOOSE_BENEFICIARY
+            else [],
+            "identity_choices": len(s.identity_choices),
+            "traits_to_confirm": sorted(s.traits_to_confirm),
+            "qualification_prompt": s.qualification_prompt,
+            "ins_status": s.ins_status.value if s.ins_status else None,
+            "lines": len(s.lines()),
+            "boxes": len(s.boxes),
+            "to_pay": s.bill.to_pay_cents if s.bill else None,
+        }
+
+
+def _differences(on_file: Traits, now: Traits) -> dict[str, tuple[str, str]]:
+    diffs: dict[str, tuple[str, str]] = {}
+    for name in ("birth_name", "first_names", "sex", "birth_date", "birth_place"):
+        old, new = getattr(on_file, name), getattr(now, name)
+        if old is not None and new is not None and str(old) != str(new):
+            diffs[name] = (str(old), str(new))
+    return diffs
+
+
+def _beneficiary_from_ins(ins: Ins | None) -> Beneficiary | None:
+    if ins is None:
+        return None
+    return Beneficiary(nir=ins.matricule, rank=1, traits=ins.traits, holder_nir=ins.matricule)
+
+
+def _execution(prescription_id: str, s: Session, *, step: int) -> dict[str, Any]:
+    """Execution data for the ePrescription service: what was handed out for which line."""
+    return {
+        "prescription_id": prescription_id,
+        "step": step,
+        "renewal": s.renewal,
+        "lines": [{"line": b.line_no, "cip13": b.cip13, "serial": b.serial, "lot": b.lot} for b in s.boxes],
+    }

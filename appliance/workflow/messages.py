@@ -1,0 +1,37 @@
+"""What the kiosk says, in French: short sentences a person at the counter understands."""
+
+from __future__ import annotations
+
+from datetime import date
+
+
+def fr_date(day: date) -> str:
+    return day.strftime("%d/%m/%Y")
+
+
+def euros(cents: int) -> str:
+    return f"{cents // 100},{cents % 100:02d} €"
+
+
+UNREADABLE = "Code illisible, réessayez"
+NOT_NOW = "Ce n'est pas le moment : {what}"
+UNKNOWN_CODE = "Code non reconnu"
+EXPECTED = {
+    "attract": "présentez la carte Vitale ou l'appli carte Vitale",
+    "choose-beneficiary": "choisissez la personne concernée",
+    "identity": "l'identité est à confirmer par le pharmacien",
+    "rights": "scannez l'attestation mutuelle ou l'ordonnance",
+    "prescription": "scannez l'ordonnance ou confirmez-la",
+    "dispensation": "scannez les boîtes délivrées",
+    "control": "le pharmacien valide la délivrance",
+    "payment": "la délivrance est terminée",
+}
+OFFLINE = "Hors ligne : {what} sera complété au retour du réseau"
+EXPIRED_BOX = "Boîte périmée le {day}"
+SERIAL_AGAIN = "Boîte déjà délivrée (numéro de série {serial})"
+PRESCRIPTION_DISPENSED = "Cette ordonnance a déjà été délivrée"
+AMC_EXPIRED = "Attestation mutuelle expirée le {day}"
+NEED_PHARMACIST = "Seul un pharmacien peut valider"
+PIN_WRONG = "Code personnel incorrect ({left} essai(s) restant(s))"
+LOCKED = "Compte bloqué jusqu'à {until}"
+NOT_QUALIFIED = "Identité non qualifiée : pas d'envoi au DMP"

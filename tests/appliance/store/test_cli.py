@@ -1,0 +1,142 @@
+"""The store commands, run as separate processes the way an installer or support engineer runs them."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def run(*args: str, stdin: str = "", env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    environment = {k: v for k, v in os.environ.items() if k not in ("COMPTOIR_DB", "COMPTOIR_KEY")}
+    environment.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "appliance.store.cli", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=environment,
+    )
+
+
+@pytest.fixture
+def paths(tmp_path: Path) -> tuple[Path, Path]:
+    return tmp_path / "comptoir.db", tmp_path / "comptoir.key"
+
+
+def test_install_add_operators_verify_back_up_and_restore(paths: tuple[Path, Path], tmp_path: Path) -> None:
+    db, key = paths
+    created = run("key", "create", "--key", str(key))
+    assert created.returncode == 0, created.stderr
+    assert key.stat().st_mode & 0o777 == 0o600
+    assert run("key", "create", "--key", str(key)).returncode == 1
+
+    added = run(
+        "operator",
+        "add",
+        "--db",
+        str(db),
+        "--name",
+        "Marie",
+        "--role",
+        "titulaire",
+        "--pin-stdin",
+        stdin="4821\n",
+    )
+    assert added.returncode == 0, added.stderr
+    assert "operator 1 added" in added.stdout
+    duplicate = run(
+        "operator",
+        "add",
+        "--db",
+        str(db),
+        "--name",
+        "MARIE",
+        "--role",
+        "pharmacien",
+        "--pin-stdin",
+        stdin="1234\n",
+    )
+    assert duplicate.returncode == 1 and "already exists" in duplicate.stderr
+    short = run(
+        "operator",
+        "add",
+        "--db",
+        str(db),
+        "--name",
+        "Paul",
+        "--role",
+        "preparateur",
+        "--pin-stdin",
+        stdin="12\n",
+    )
+    assert short.returncode == 1 and "4 to 8 digits" in short.stderr
+
+    verified = run("audit", "verify", "--db", str(db))
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert "intact" in verified.stdout
+
+    made = run("backup", "--db", str(db), "--key", str(key), "--to", str(tmp_path / "backups"))
+    assert made.returncode == 0, made.stderr
+    backup_file = Path(made.stdout.strip())
+    assert backup_file.is_file()
+
+    restored = run("restore", str(backup_file), "--db", str(tmp_path / "restored.db"), "--key", str(key))
+    assert restored.returncode == 0, restored.stderr
+    assert run("audit", "verify", "--db", str(tmp_path / "restored.db")).returncode == 0
+
+    data = bytearray(backup_file.read_bytes())
+    data[-1] ^= 0xFF
+    backup_file.write_bytes(bytes(data))
+    refused = run("restore", str(backup_file), "--db", str(tmp_path / "other.db"), "--key", str(key))
+    assert refused.returncode == 1
+    assert "altered" in refused.stderr and "Traceback" not in refused.stderr
+
+
+def test_audit_verify_exits_1_and_names_the_broken_seq(paths: tuple[Path, Path], tmp_path: Path) -> None:
+    db, _ = paths
+    for name in ("Marie", "Paul"):
+        assert (
+            run(
+                "operator",
+                "add",
+                "--db",
+                str(db),
+                "--name",
+                name,
+                "--role",
+                "pharmacien",
+                "--pin-stdin",
+                stdin="4821\n",
+            ).returncode
+            == 0
+        )
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.execute("DROP TRIGGER audit_journal_no_update")
+    conn.execute('UPDATE audit_journal SET details = \'{"role":"titulaire"}\' WHERE seq = 2')
+    conn.close()
+    verified = run("audit", "verify", "--db", str(db))
+    assert verified.returncode == 1
+    assert "first broken seq 2" in verified.stdout
+    assert "row seq 2 changed" in verified.stdout
+
+
+def test_db_and_key_default_to_the_environment(paths: tuple[Path, Path], tmp_path: Path) -> None:
+    db, key = paths
+    env = {"COMPTOIR_DB": str(db), "COMPTOIR_KEY": str(key)}
+    assert run("key", "create", env=env).returncode == 0
+    assert (
+        run(
+            "operator", "add", "--name", "Anne", "--role", "titulaire", "--pin-stdin", stdin="2468\n", env=env
+        ).returncode
+        == 0
+    )
+    assert run("backup", "--to", str(tmp_path / "b"), env=env).returncode == 0
+    missing = run("audit", "verify")
+    assert missing.returncode == 2 and "COMPTOIR_DB" in missing.stderr
