@@ -45,9 +45,18 @@ def _retry_delay(attempts: int) -> float:
 
 
 def deliver_pending(
-    records: CounterRecords, teleservices: Teleservices, *, clock: Callable[[], float], rounds: int = 50
+    records: CounterRecords,
+    teleservices: Teleservices,
+    *,
+    clock: Callable[[], float],
+    rounds: int = 50,
+    qualification_visits: int = 3,
 ) -> DeliveryReport:
-    """Deliver what is due, stream by stream, until nothing more can go now."""
+    """Deliver what is due, stream by stream, until nothing more can go now.
+
+    ``qualification_visits`` is the counter's setting: an identity retrieved late gets the
+    qualification prompt at that many next visits.
+    """
     report = DeliveryReport()
     for _ in range(rounds):
         due = outbox.pending(records.db, now=clock())
@@ -56,7 +65,9 @@ def deliver_pending(
         progressed = False
         for message in due:
             try:
-                response = _send(records, teleservices, message.stream, message.key, message.payload, clock)
+                response = _send(
+                    records, teleservices, message.stream, message.key, message.payload, clock, qualification_visits
+                )
             except TeleserviceUnavailable as exc:
                 with transaction(records.db) as conn:
                     outbox.mark_failed(
@@ -86,9 +97,10 @@ def _send(
     key: str,
     payload: dict[str, Any],
     clock: Callable[[], float],
+    qualification_visits: int,
 ) -> dict[str, Any]:
     if stream == "call":
-        return _deferred_call(records, teleservices, payload, clock)
+        return _deferred_call(records, teleservices, payload, clock, qualification_visits)
     if stream == "dmp":
         ins = records.ins_of(int(payload["patient_id"]))
         if ins is None:
@@ -133,7 +145,11 @@ def _send(
 
 
 def _deferred_call(
-    records: CounterRecords, teleservices: Teleservices, payload: dict[str, Any], clock: Callable[[], float]
+    records: CounterRecords,
+    teleservices: Teleservices,
+    payload: dict[str, Any],
+    clock: Callable[[], float],
+    qualification_visits: int,
 ) -> dict[str, Any]:
     patient_id = int(payload["patient_id"])
     call = payload["call"]
@@ -145,7 +161,9 @@ def _deferred_call(
             ins_traits = records.traits_of_patient(patient_id)
             result = teleservices.insi_search_traits(ins_traits)
         if result.outcome is InsiOutcome.FOUND:
-            records.apply_ins(patient_id, result.identities[0], "insi-00-deferred")
+            records.apply_ins(
+                patient_id, result.identities[0], "insi-00-deferred", qualification_visits=qualification_visits
+            )
         return {"outcome": result.outcome.value}
     if call == "idb":
         stored = records.stored_amc(patient_id)

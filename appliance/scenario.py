@@ -319,7 +319,9 @@ def run_scenario(
         def deliver() -> dict[str, Any]:
             if not network.up:
                 return {"delivered": 0, "deferred": 0, "refused": 0, "offline": True}
-            report = deliver_pending(records, network, clock=clock)
+            report = deliver_pending(
+                records, network, clock=clock, qualification_visits=counter.settings.qualification_visits
+            )
             return {"delivered": report.delivered, "deferred": report.deferred, "refused": report.refused}
 
         def db_state() -> dict[str, Any]:
@@ -330,6 +332,14 @@ def run_scenario(
                 "outbox_pending": conn.execute("SELECT count(*) FROM outbox WHERE delivered_at IS NULL").fetchone()[0],
                 "rejected_claims": conn.execute("SELECT count(*) FROM claims WHERE status = 'rejected'").fetchone()[0],
                 "accepted_claims": conn.execute("SELECT count(*) FROM claims WHERE status = 'accepted'").fetchone()[0],
+                "patient_status": {str(r[0]): r[1] for r in conn.execute("SELECT id, status FROM patients")},
+                "prescriptions_dispensed": conn.execute(
+                    "SELECT count(*) FROM prescriptions WHERE status = 'dispensed'"
+                ).fetchone()[0],
+                "rejections": [
+                    {"reason": r[0], "action": r[1]} for r in conn.execute("SELECT reason, action FROM rejections")
+                ],
+                "dmp_sent": conn.execute("SELECT count(*) FROM dmp_documents WHERE status = 'sent'").fetchone()[0],
             }
 
         runner = ScenarioRunner(counter, CodeReader(), clock, network, deliver, add_operator, db_state)

@@ -305,18 +305,21 @@ class CounterRecords:
         row = self.db.conn.execute("SELECT status FROM patients WHERE id = ?", (patient_id,)).fetchone()
         return IdentityStatus(row[0])
 
-    def apply_ins(self, patient_id: int, ins: Ins, reason: str) -> None:
-        """An INSi answer that arrived late (degraded mode): the identity becomes RECUP."""
+    def apply_ins(self, patient_id: int, ins: Ins, reason: str, *, qualification_visits: int) -> None:
+        """An INSi answer that arrived late (degraded mode): the identity becomes RECUP, and the
+        qualification prompt will come at the patient's next visits."""
         now = self.clock()
         with transaction(self.db) as conn:
             conn.execute(
                 "UPDATE patients SET ins_index = COALESCE(ins_index, ?), matricule = COALESCE(matricule, ?),"
                 " oid = COALESCE(oid, ?), status = CASE WHEN status = 'PROV' THEN 'RECUP' ELSE status END,"
+                " qualification_prompts = CASE WHEN status = 'PROV' THEN ? ELSE qualification_prompts END,"
                 " updated_at = ? WHERE id = ?",
                 (
                     self.cipher.index(ins.matricule, "patients.ins"),
                     self._seal("matricule", ins.matricule),
                     ins.oid,
+                    qualification_visits,
                     now,
                     patient_id,
                 ),
@@ -504,6 +507,7 @@ class CounterRecords:
                 if not draft.execution_sent:
                     outbox.enqueue(
                         conn,
+                        now=self.clock(),
                         stream="execution",
                         key=f"exec1:{draft.prescription_id}:{draft.renewal}",
                         payload=draft.execution_payload,
@@ -511,6 +515,7 @@ class CounterRecords:
             if draft.fetch_pending and draft.prescription_id:
                 outbox.enqueue(
                     conn,
+                    now=self.clock(),
                     stream="call",
                     key=f"fetch:{draft.prescription_id}",
                     payload={
@@ -555,7 +560,7 @@ class CounterRecords:
             conn.execute("UPDATE batches SET status = 'closed', closed_at = ? WHERE id = ?", (now, batch_id))
             # The claims carry NIRs: the message names the batch and the wire body is built when it is
             # sent, from the sealed records, so no identity sits in clear in the outbox.
-            outbox.enqueue(conn, stream="batch", key=f"batch:{number}", payload={"batch": number})
+            outbox.enqueue(conn, stream="batch", key=f"batch:{number}", payload={"batch": number}, now=now)
             journal.append(
                 conn,
                 operator_id=operator_id,
@@ -625,6 +630,7 @@ class CounterRecords:
                         )
                         outbox.enqueue(
                             conn,
+                            now=self.clock(),
                             stream="execution",
                             key=f"exec2:{ex['prescription_id']}:{ex['renewal']}",
                             payload={
@@ -662,7 +668,9 @@ class CounterRecords:
         """
         with transaction(self.db) as conn:
             key = f"{call}:{patient_id}:{json.dumps(args, sort_keys=True)}"
-            outbox.enqueue(conn, stream="call", key=key, payload={"call": call, "patient_id": patient_id, **args})
+            outbox.enqueue(
+                conn, stream="call", key=key, payload={"call": call, "patient_id": patient_id, **args}, now=self.clock()
+            )
 
     def beneficiary_of(self, patient_id: int) -> Beneficiary | None:
         """The card beneficiary a patient was identified as (None if identified without a card)."""
@@ -726,6 +734,7 @@ class CounterRecords:
             doc_id = int(cursor.lastrowid or 0)
             outbox.enqueue(
                 conn,
+                now=self.clock(),
                 stream="dmp",
                 key=f"dmp:{doc_id}",
                 payload={

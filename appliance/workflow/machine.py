@@ -328,8 +328,11 @@ class Counter:
         )
         s.patient_id = record.id
         s.ins_status = record.status
-        if record.traits_on_file is not None:
-            s.traits_to_confirm = _differences(record.traits_on_file, s.ins.traits if s.ins else traits)
+        # Traits on file (or, for a new patient, the card's or the typed ones) against what INSi returned.
+        if s.ins is not None:
+            s.traits_to_confirm = _differences(record.traits_on_file or traits, s.ins.traits)
+        elif record.traits_on_file is not None:
+            s.traits_to_confirm = _differences(record.traits_on_file, traits)
         if record.status is IdentityStatus.RECUP:
             if status is IdentityStatus.RECUP and record.new:
                 left = self.records.start_qualification_prompts(record.id, self.settings.qualification_visits)
@@ -352,6 +355,8 @@ class Counter:
         s = self.session
         if self.step is not Step.IDENTITY or not s.qualification_prompt or s.patient_id is None:
             raise self._not_now()
+        if s.identity_choices or s.traits_to_confirm:
+            raise Refused("Choisissez et confirmez d'abord l'identité")
         self.records.set_identity_status(s.patient_id, IdentityStatus.QUAL, "document-checked", self.operator_id)
         s.ins_status = IdentityStatus.QUAL
         s.qualification_prompt = False
