@@ -120,6 +120,7 @@ class ScenarioRunner:
         deliver: Callable[[], dict[str, Any]],
         add_operator: Callable[[str, Role, str], None],
         db_state: Callable[[], dict[str, Any]],
+        set_fault: Callable[[Any], None],
     ) -> None:
         self.counter = counter
         self.reader = reader
@@ -128,6 +129,7 @@ class ScenarioRunner:
         self.deliver = deliver
         self.add_operator = add_operator
         self.db_state = db_state
+        self.set_fault = set_fault
         self.last: Outcome | None = None
         self.transcript = Transcript()
 
@@ -158,6 +160,10 @@ class ScenarioRunner:
             spec = line["operator"]
             self.add_operator(str(spec["name"]), Role(spec["role"]), str(spec["pin"]))
             self.transcript.entries.append({"line": number, "operator": spec["name"], "role": spec["role"]})
+            return
+        if "fault" in line:
+            self.set_fault(line["fault"])
+            self.transcript.entries.append({"line": number, "fault": line["fault"]})
             return
         if "sync" in line:
             report = self.deliver()
@@ -342,7 +348,16 @@ def run_scenario(
                 "dmp_sent": conn.execute("SELECT count(*) FROM dmp_documents WHERE status = 'sent'").fetchone()[0],
             }
 
-        runner = ScenarioRunner(counter, CodeReader(), clock, network, deliver, add_operator, db_state)
+        def set_fault(fault: Any) -> None:
+            """Switch a fault on in the sandbox (latency, 5xx, hang, lost response) or clear them all."""
+            import httpx
+
+            if fault == "clear":
+                httpx.delete(f"{base_url}/_sandbox/faults", timeout=5.0).raise_for_status()
+            else:
+                httpx.post(f"{base_url}/_sandbox/faults", json=fault, timeout=5.0).raise_for_status()
+
+        runner = ScenarioRunner(counter, CodeReader(), clock, network, deliver, add_operator, db_state, set_fault)
         try:
             for number, line in lines:
                 runner.play(number, line)

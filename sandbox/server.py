@@ -78,6 +78,7 @@ import hashlib
 import json
 import select
 import socket
+import sys
 import threading
 import time
 from collections import Counter
@@ -668,6 +669,12 @@ class _HttpServer(ThreadingHTTPServer):
         with self.connections_changed:
             self.open_connections.add(request)
         super().process_request(request, client_address)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that gave up (its timeout) before the answer is normal here: say nothing about it."""
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
 
     def shutdown_request(self, request: Any) -> None:
         with self.connections_changed:
