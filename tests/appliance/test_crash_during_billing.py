@@ -1,0 +1,384 @@
+"""Power cut during billing: the counter process is killed (SIGKILL) at random points, many times.
+
+After every kill the database is reopened as the next boot would, and must be intact: SQLite's own
+integrity check, the audit chain, claim and batch numbers 1..max with no gap and no repeat (a number
+taken by a transaction that never committed is given back), every number the patient was shown
+still there with the boxes it was shown with, no half-written claim (dispensation, lines, batch,
+execution data, outbox messages and audit row all present, or none of them), no serial dispensed
+twice, no duplicated outbox key.
+
+The counter is :mod:`tests.appliance.crash_worker`, the real Counter on the real SQLite store with
+the teleservices unreachable (degraded mode). Two kinds of rounds, in a seeded order:
+
+- **random**: killed after a random delay once sessions run, half of them a random few milliseconds
+  after the pharmacist's PIN is given for billing (so inside authentication, the bill or the claim
+  transaction), and a couple during start-up;
+- **paused**: the worker holds the billing transaction open at a chosen point (claim number just
+  taken, or every statement done and only COMMIT left) and is killed there, so kills inside the
+  transaction are certain, not only likely.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from appliance.store import audit, numbering
+from appliance.store.database import open_database, rows
+from appliance.store.sealing import FieldCipher
+from tests.appliance.crash_worker import PAUSE_ENV
+
+REPO = Path(__file__).resolve().parents[2]
+SEED = 20260615
+RANDOM_ROUNDS = 22
+PAUSED_ROUNDS = (("number", 1), ("commit", 2), ("number", 4), ("commit", 1), ("commit", 5), ("number", 3))
+"""(stage, k): the k-th claim of that run stops at that stage of its transaction."""
+STARTUP_KILLS = 2
+"""Random rounds killed without waiting for the worker to be ready (imports, open, migrations, login)."""
+AIMED_KILLS = 11
+"""Random rounds killed a random few milliseconds after a PIN is given for billing; the others are
+killed after a random delay wherever the session happens to be."""
+MAX_DELAY_S = 0.6
+AIMED_WINDOW_S = 0.006
+WAIT_TIMEOUT_S = 20.0
+WORKER_MAX_SECONDS = 25.0
+TIME_BUDGET_S = 100.0
+"""The whole test must end well before this (pytest-timeout also stops it at 120 s)."""
+
+
+@dataclass
+class Handed:
+    """What the side file says the patient was shown: claim number, prescription and boxes."""
+
+    number: int
+    prescription_id: str
+    serials: tuple[str, ...]
+
+
+@dataclass
+class RoundLog:
+    lines: list[str]
+    claims: list[Handed] = field(default_factory=list)
+    batches: list[int] = field(default_factory=list)
+    paused: tuple[int, str] | None = None
+    state: str = "starting"
+    """Where the worker was when killed: starting, idle, session, billing, number."""
+    open_number: int | None = None
+    """The claim number taken by the transaction in progress when killed (state ``number``)."""
+
+    @classmethod
+    def parse(cls, text: str) -> RoundLog:
+        lines = [line for line in text.splitlines() if line]
+        log = cls(lines)
+        for line in lines:
+            word, _, rest = line.partition(" ")
+            if word == "ready":
+                log.state = "idle"
+            elif word == "begin":
+                log.state = "session"
+            elif word == "billing":
+                log.state = "billing"
+            elif word == "number":
+                log.state, log.open_number = "number", int(rest)
+            elif word == "claim":
+                number, prescription_id, serials = rest.split(" ")
+                log.claims.append(Handed(int(number), prescription_id, tuple(serials.split(","))))
+                log.state, log.open_number = "claimed", None
+            elif word == "batch":
+                log.batches.append(int(rest))
+            elif word == "paused":
+                number, stage = rest.split(" ")
+                log.paused = (int(number), stage)
+        return log
+
+
+@dataclass
+class Stats:
+    random_rounds: int = 0
+    aimed: int = 0
+    startup_kills: int = 0
+    in_session: int = 0
+    in_billing: int = 0
+    inside_transaction: int = 0
+    """Kills after the claim number was taken and before COMMIT (the claim is not in the database)."""
+    after_commit_before_shown: int = 0
+    paused_kills: int = 0
+    claims_per_round: list[int] = field(default_factory=list)
+
+
+class Worker:
+    def __init__(self, tmp: Path, round_no: int, env: dict[str, str]) -> None:
+        self.log_path = tmp / f"round-{round_no:03d}.log"
+        self.err_path = tmp / f"round-{round_no:03d}.err"
+        self.started = time.monotonic()
+        with self.err_path.open("wb") as err:
+            self.proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "tests.appliance.crash_worker",
+                    "--db",
+                    str(tmp / "counter.db"),
+                    "--key",
+                    str(tmp / "counter.key"),
+                    "--log",
+                    str(self.log_path),
+                    "--round",
+                    str(round_no),
+                    "--max-seconds",
+                    str(WORKER_MAX_SECONDS),
+                ],
+                cwd=REPO,
+                env={**os.environ, **env},
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+            )
+
+    def text(self) -> str:
+        return self.log_path.read_text(encoding="utf-8") if self.log_path.exists() else ""
+
+    def wait_for(self, predicate: Callable[[RoundLog], bool], what: str, poll_s: float = 0.005) -> None:
+        deadline = time.monotonic() + WAIT_TIMEOUT_S
+        while not predicate(RoundLog.parse(self.text())):
+            if self.proc.poll() is not None:
+                raise AssertionError(f"worker ended by itself before {what}: {self.stderr()}")
+            if time.monotonic() > deadline:
+                self.kill()
+                raise AssertionError(f"worker never reached {what} within {WAIT_TIMEOUT_S} s")
+            time.sleep(poll_s)
+
+    def sleep_alive(self, seconds: float) -> None:
+        time.sleep(seconds)
+        if self.proc.poll() is not None:
+            raise AssertionError(f"worker ended by itself (status {self.proc.returncode}): {self.stderr()}")
+
+    def kill(self) -> RoundLog:
+        self.proc.send_signal(signal.SIGKILL)
+        status = self.proc.wait(timeout=10)
+        assert status == -signal.SIGKILL, f"worker ended with {status}, not by the kill: {self.stderr()}"
+        return RoundLog.parse(self.text())
+
+    def stderr(self) -> str:
+        return self.err_path.read_text(encoding="utf-8", errors="replace")[-3000:]
+
+
+@dataclass
+class Store:
+    """What the database holds after a kill, checked for the invariants of DESIGN §5."""
+
+    claims: dict[int, tuple[str, tuple[str, ...]]]
+    """number -> (prescription id, serials in line order)."""
+    batches: list[int]
+
+
+def check_store(tmp: Path, handed: dict[int, Handed], logged_batches: set[int], previous: Store | None) -> Store:
+    db = open_database(tmp / "counter.db")  # as the next boot does: WAL recovery, migrations (none)
+    try:
+        conn = db.conn
+        assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+        assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
+        report = audit.verify(db)
+        assert report.ok, report.problems
+
+        # Claim numbers: 1..max, no gap, no repeat, and the series is not ahead of the claims (a number
+        # taken by a transaction killed before COMMIT must be given back, not skipped).
+        numbers = [int(r[0]) for r in conn.execute("SELECT number FROM claims ORDER BY number")]
+        assert numbers == list(range(1, len(numbers) + 1)), f"claim numbers with gaps or repeats: {numbers}"
+        assert numbering.current_number(db, "claim") == len(numbers)
+
+        claims: dict[int, tuple[str, tuple[str, ...]]] = {}
+        for claim in rows(
+            conn,
+            "SELECT c.id, c.number, c.dispensation_id, c.total_cents, c.amo_cents, c.amc_cents, c.patient_cents,"
+            " d.prescription_id, d.renewal FROM claims c JOIN dispensations d ON d.id = c.dispensation_id",
+        ):
+            lines = rows(
+                conn,
+                "SELECT serial, total_cents, amo_cents, amc_cents, patient_cents FROM dispensation_lines"
+                " WHERE dispensation_id = ? ORDER BY id",
+                (claim["dispensation_id"],),
+            )
+            number = int(claim["number"])
+            assert lines, f"claim {number} has no dispensation lines"
+            for column in ("total_cents", "amo_cents", "amc_cents", "patient_cents"):
+                assert claim[column] == sum(line[column] for line in lines), f"claim {number}: {column} != lines"
+            pid, renewal = claim["prescription_id"], claim["renewal"]
+            assert pid, f"claim {number}: the worker always bills a prescription"
+            execution = conn.execute(
+                "SELECT claim_id, step1 FROM execution_data WHERE prescription_id = ? AND renewal = ?", (pid, renewal)
+            ).fetchall()
+            assert execution == [(claim["id"], "queued")], f"claim {number}: execution data {execution}"
+            keys = {
+                str(r[0])
+                for r in conn.execute(
+                    "SELECT key FROM outbox WHERE key IN (?, ?)",
+                    (
+                        f"exec1:{pid}:{renewal}",
+                        f"fetch:{pid}",
+                    ),
+                )
+            }
+            assert keys == {f"exec1:{pid}:{renewal}", f"fetch:{pid}"}, f"claim {number}: outbox has only {keys}"
+            claims[number] = (str(pid), tuple(str(line["serial"]) for line in lines))
+
+        # Nothing of a claim without the claim: no orphan dispensation, prescription or execution data.
+        orphans = conn.execute(
+            "SELECT count(*) FROM dispensations d WHERE NOT EXISTS (SELECT 1 FROM claims c WHERE c.dispensation_id"
+            " = d.id)"
+        ).fetchone()[0]
+        assert orphans == 0, f"{orphans} dispensation(s) without their claim"
+        assert conn.execute(
+            "SELECT count(*) FROM prescriptions p WHERE NOT EXISTS (SELECT 1 FROM dispensations d"
+            " WHERE d.prescription_id = p.prescription_id)"
+        ).fetchone() == (0,)
+        assert conn.execute("SELECT count(*) FROM execution_data").fetchone() == (len(numbers),)
+        assert conn.execute(
+            "SELECT count(*) FROM outbox WHERE stream = 'execution' OR key LIKE 'fetch:%'"
+        ).fetchone() == (2 * len(numbers),)
+        created = dict(
+            conn.execute("SELECT subject, count(*) FROM audit_journal WHERE action = 'claim.created' GROUP BY subject")
+        )
+        assert created == {str(n): 1 for n in numbers}, "each claim has exactly one claim.created audit row"
+
+        # Serials: a box is dispensed once; outbox keys are unique.
+        assert (
+            conn.execute(
+                "SELECT gtin, serial FROM dispensation_lines GROUP BY gtin, serial HAVING count(*) > 1"
+            ).fetchall()
+            == []
+        )
+        assert conn.execute("SELECT key FROM outbox GROUP BY key HAVING count(*) > 1").fetchall() == []
+
+        # Batches: 1..max, at most one open, each with its claims; a closed one has its message and audit row.
+        batches = rows(conn, "SELECT id, number, status FROM batches ORDER BY number")
+        batch_numbers = [int(b["number"]) for b in batches]
+        assert batch_numbers == list(range(1, len(batches) + 1)), f"batch numbers: {batch_numbers}"
+        assert numbering.current_number(db, "batch") == len(batches)
+        assert sum(1 for b in batches if b["status"] == "open") <= 1
+        for batch in batches:
+            count = conn.execute("SELECT count(*) FROM claims WHERE batch_id = ?", (batch["id"],)).fetchone()[0]
+            assert count > 0, f"batch {batch['number']} has no claim"
+            if batch["status"] == "closed":
+                assert conn.execute(
+                    "SELECT count(*) FROM outbox WHERE key = ?", (f"batch:{batch['number']}",)
+                ).fetchone() == (1,)
+                assert conn.execute(
+                    "SELECT count(*) FROM audit_journal WHERE action = 'batch.closed' AND subject = ?",
+                    (str(batch["number"]),),
+                ).fetchone() == (1,)
+        closed = {int(b["number"]) for b in batches if b["status"] == "closed"}
+        assert logged_batches <= closed, f"batches closed on screen but not in the database: {logged_batches - closed}"
+
+        # What the patients were shown is there, with the boxes they were shown with (no claim lost).
+        lost = sorted(set(handed) - set(claims))
+        assert not lost, f"claim numbers handed out but missing from the database: {lost}"
+        for number, seen in handed.items():
+            assert claims[number] == (seen.prescription_id, seen.serials), f"claim {number} differs from the screen"
+
+        # Committed claims never change or vanish from one boot to the next.
+        if previous is not None:
+            for number, content in previous.claims.items():
+                assert claims.get(number) == content, f"committed claim {number} changed or vanished"
+
+        # Sealed identities still open with the key.
+        cipher = FieldCipher.load(tmp / "counter.key")
+        for patient in rows(conn, "SELECT birth_name, birth_date FROM patients"):
+            cipher.open(patient["birth_name"], "patients.birth_name")
+            cipher.open(patient["birth_date"], "patients.birth_date")
+        return Store(claims, batch_numbers)
+    finally:
+        db.close()
+
+
+def _next_billing(seen: int) -> Callable[[RoundLog], bool]:
+    """True once a PIN was given for billing (and the transaction may have started) after line ``seen``."""
+    return lambda log: log.state in ("billing", "number") and len(log.lines) > seen
+
+
+def test_sigkill_at_random_points_during_billing_leaves_every_claim_whole(tmp_path: Path) -> None:
+    rng = random.Random(SEED)
+    schedule: list[tuple[str, int] | None] = [None] * RANDOM_ROUNDS
+    paused_slots = rng.sample(range(2, RANDOM_ROUNDS), len(PAUSED_ROUNDS))  # never last: a round follows
+    for slot, paused in sorted(zip(paused_slots, PAUSED_ROUNDS, strict=True), reverse=True):
+        schedule.insert(slot, paused)
+    modes = ["start-up"] * STARTUP_KILLS + ["aimed"] * AIMED_KILLS
+    modes += ["anytime"] * (RANDOM_ROUNDS - len(modes))
+    rng.shuffle(modes)
+    started = time.monotonic()
+    stats = Stats()
+    handed: dict[int, Handed] = {}
+    logged_batches: set[int] = set()
+    store: Store | None = None
+
+    for round_no, spec in enumerate(schedule):
+        assert time.monotonic() - started < TIME_BUDGET_S, "the crash test ran over its time budget"
+        if spec is None:
+            worker = Worker(tmp_path, round_no, {})
+            mode = modes.pop()
+            if mode == "start-up":  # imports, WAL recovery, migrations, operator, login
+                worker.sleep_alive(rng.uniform(0.3, 1.0))
+            else:
+                worker.wait_for(lambda log: log.state != "starting", "ready")
+                worker.sleep_alive(rng.uniform(0.01, MAX_DELAY_S))
+                if mode == "aimed":  # the next PIN given for billing, then a few milliseconds
+                    worker.wait_for(_next_billing(len(RoundLog.parse(worker.text()).lines)), "billing", 0.0002)
+                    time.sleep(rng.uniform(0.0, AIMED_WINDOW_S))
+                    stats.aimed += 1
+            log = worker.kill()
+        else:
+            stage, k = spec
+            worker = Worker(tmp_path, round_no, {PAUSE_ENV: f"{k}:{stage}"})
+            worker.wait_for(lambda log: log.paused is not None, f"the pause at claim {k} ({stage})")
+            worker.sleep_alive(rng.uniform(0.0, 0.05))
+            log = worker.kill()
+
+        for claim in log.claims:
+            assert claim.number not in handed, f"claim number {claim.number} handed out twice"
+            handed[claim.number] = claim
+        logged_batches.update(log.batches)
+        store = check_store(tmp_path, handed, logged_batches, store)
+        stats.claims_per_round.append(len(store.claims))
+
+        in_db = log.open_number is not None and log.open_number in store.claims
+        if spec is not None:
+            assert log.paused is not None and log.state == "number"
+            number, _ = log.paused
+            assert number not in store.claims, f"claim {number} committed although killed before COMMIT"
+            assert number == len(store.claims) + 1, "the paused claim's number is the next one to give"
+            stats.paused_kills += 1
+            continue
+        stats.random_rounds += 1
+        if log.state == "starting":
+            stats.startup_kills += 1
+        elif log.state in ("session", "billing", "number"):
+            stats.in_session += 1
+            if log.state in ("billing", "number"):
+                stats.in_billing += 1
+            if log.state == "number" and not in_db:
+                stats.inside_transaction += 1
+            if log.state == "number" and in_db:
+                stats.after_commit_before_shown += 1
+
+    elapsed = time.monotonic() - started
+    print(
+        f"\ncrash test: {len(schedule)} kills in {elapsed:.1f} s; random {stats.random_rounds}"
+        f" (aimed at billing {stats.aimed}, start-up {stats.startup_kills}, mid-session {stats.in_session},"
+        f" in billing {stats.in_billing}, inside the claim transaction {stats.inside_transaction},"
+        f" committed but not yet shown {stats.after_commit_before_shown});"
+        f" paused inside the transaction {stats.paused_kills}; claims {stats.claims_per_round[-1]},"
+        f" handed out {len(handed)}, batches closed {len(logged_batches)}"
+    )
+    # The kills really landed where it matters, and the counter made progress between them.
+    assert stats.paused_kills == len(PAUSED_ROUNDS)
+    assert stats.in_session >= RANDOM_ROUNDS // 2, stats
+    assert stats.claims_per_round == sorted(stats.claims_per_round), "claims never vanish"
+    assert stats.claims_per_round[-1] >= 2 * len(schedule), stats
+    assert len(handed) >= len(schedule), stats
