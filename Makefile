@@ -51,6 +51,7 @@ demo: deps
 
 bench: deps
 	$(PY) bench/decode.py
+	$(PY) bench/session.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -108,7 +108,7 @@ NUMBERING = Migration(
     """,
 )
 
-from appliance.store.schema_counter import COUNTER_TABLES  # noqa: E402 - the domain comes after the store
+from appliance.store.schema_counter import COUNTER_LOOKUP_INDEXES, COUNTER_TABLES  # noqa: E402 - the domain comes after the store
 
-MIGRATIONS: list[Migration] = [PHARMACY, OPERATORS, AUDIT, OUTBOX, NUMBERING, COUNTER_TABLES]
+MIGRATIONS: list[Migration] = [PHARMACY, OPERATORS, AUDIT, OUTBOX, NUMBERING, COUNTER_TABLES, COUNTER_LOOKUP_INDEXES]
 """All migrations, in order. The domain's migrations are appended after these (versions 6…)."""
