@@ -345,6 +345,9 @@ def run_scenario(
                 "rejections": [
                     {"reason": r[0], "action": r[1]} for r in conn.execute("SELECT reason, action FROM rejections")
                 ],
+                "executions_completed": conn.execute(
+                    "SELECT count(*) FROM execution_data WHERE step2 = 'sent'"
+                ).fetchone()[0],
                 "dmp_sent": conn.execute("SELECT count(*) FROM dmp_documents WHERE status = 'sent'").fetchone()[0],
             }
 

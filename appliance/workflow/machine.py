@@ -770,7 +770,7 @@ class Counter:
         s = self.session
         bill = s.bill
         return {
-            "patient": s.patient_id,
+            "patient": self._patient_summary(),
             "ins_status": s.ins_status.value if s.ins_status else None,
             "ins_oid": s.ins.oid if s.ins else None,
             "rights": {
@@ -796,6 +796,19 @@ class Counter:
                 "patient": bill.patient_share_cents,
                 "to_pay": bill.to_pay_cents,
             },
+        }
+
+    def _patient_summary(self) -> dict[str, Any] | None:
+        """Who the session is for, as the screen shows it (no NIR)."""
+        s = self.session
+        if s.patient_id is None:
+            return None
+        traits = s.ins.traits if s.ins else (s.beneficiary.traits if s.beneficiary else None)
+        return {
+            "id": s.patient_id,
+            "birth_name": traits.birth_name if traits else None,
+            "first_names": traits.first_names if traits else None,
+            "birth_date": traits.birth_date.isoformat() if traits else None,
         }
 
     def view(self) -> dict[str, Any]:

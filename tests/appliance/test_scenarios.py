@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from appliance.scenario import run_scenario
@@ -116,3 +117,25 @@ def test_tampering_with_the_audit_journal_is_detected(tmp_path: Path) -> None:
     done = subprocess.run(verify, capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 1
     assert "seq" in (done.stdout + done.stderr)
+
+
+def test_the_runner_uses_a_sandbox_already_running_when_given_its_url(tmp_path: Path) -> None:
+    from sandbox.server import SandboxServer
+
+    server = SandboxServer(port=0)
+    base_url = server.start()
+    try:
+        printed: list[str] = []
+        status = run_scenario(
+            Path("docs/scenarios/apcv-full.jsonl"),
+            db_path=None,
+            key_path=None,
+            sandbox_url=base_url,
+            out=printed.append,
+        )
+        state = httpx.get(f"{base_url}/_sandbox/state", timeout=5).json()
+    finally:
+        server.stop()
+    assert status == 0
+    assert state["requests"]["apcv"] == 1
+    assert len(state["executions"]) == 1
