@@ -30,6 +30,7 @@ import numpy as np
 from appliance.ports import Clock, DeviceStatusSink, ScanSink
 from appliance.scan import ScanEvent
 from drivers.imaging import FoundCode, Frame, Symbol, decode_frame
+from drivers.worker import DriverThread
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +114,7 @@ class PresenceTracker(Generic[K]):
         self._in_view.clear()
 
 
-class CameraScanner:
+class CameraScanner(DriverThread):
     """Decodes a frame source in a thread and delivers one ``ScanEvent`` per code presented.
 
     Nothing runs at construction; ``start()`` starts the thread. ``process()`` does the work for one frame
@@ -132,6 +133,7 @@ class CameraScanner:
         clock: Clock = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
+        super().__init__()
         self.config = config
         self._frames = frames
         self._sink = sink
@@ -143,8 +145,6 @@ class CameraScanner:
         )
         self._symbols_lock = threading.Lock()
         self._symbols = frozenset(config.symbols)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     @property
     def source(self) -> str:
@@ -164,35 +164,6 @@ class CameraScanner:
         chosen = frozenset(symbols)
         with self._symbols_lock:
             self._symbols = chosen
-
-    @property
-    def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-    def start(self) -> None:
-        """Start decoding the frame source in a daemon thread."""
-        if self.running:
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name=f"scanner {self.source}", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float = 2.0) -> None:
-        """Stop after the frame being decoded (one decode, a few tens of ms at 640x480)."""
-        self._stop.set()
-        if self.join(timeout):
-            self._thread = None
-
-    def join(self, timeout: float | None = None) -> bool:
-        """Wait for the thread to end (a finite source is exhausted); True when it has."""
-        thread = self._thread
-        if thread is None:
-            return True
-        thread.join(timeout)
-        if thread.is_alive():
-            log.warning("camera scanner %s still running after %s s", self.source, timeout)
-            return False
-        return True
 
     def process(self, frame: Frame) -> list[ScanEvent]:
         """Decode one frame, deliver the codes that just came into view, and return their events."""

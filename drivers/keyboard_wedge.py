@@ -48,6 +48,7 @@ from drivers.keymaps import (
     KeyTranslator,
     keysym_exists,
 )
+from drivers.worker import DriverThread
 
 log = logging.getLogger(__name__)
 
@@ -593,7 +594,7 @@ class _NoStatus:
         pass
 
 
-class KeyboardWedgeScanner:
+class KeyboardWedgeScanner(DriverThread):
     """Driver for one keyboard-wedge scanner: scans go to ``sink`` as :class:`ScanEvent` s.
 
     ``start()`` runs a thread that finds the device (:class:`DeviceMatch`), grabs it and reads
@@ -624,6 +625,7 @@ class KeyboardWedgeScanner:
         clock: Clock = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
+        super().__init__()
         self.config = config
         self._sink = sink
         self._status: DeviceStatusSink = status or _NoStatus()
@@ -632,18 +634,12 @@ class KeyboardWedgeScanner:
         self._clock = clock
         self._wall_clock = wall_clock
         self._assembler = ScanAssembler(config)  # compiles the keymap: a bad layout fails here
-        self._stop = threading.Event()
         self._lock = threading.Lock()
         self._device: WedgeDevice | None = None
-        self._thread: threading.Thread | None = None
 
     @property
     def source(self) -> str:
         return self.config.source
-
-    @property
-    def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
 
     @property
     def connected(self) -> bool:
@@ -654,25 +650,15 @@ class KeyboardWedgeScanner:
         return self.config.match.matches(info)
 
     def start(self) -> None:
-        if self.running:
-            raise RuntimeError(f"{self.source}: already started")
         if self._interface is None:
             self._interface = EvdevInterface()
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name=f"wedge {self.source}", daemon=True)
-        self._thread.start()
+        super().start()
 
-    def stop(self, timeout: float = 2.0) -> None:
-        """Stop reading, release the device, and wait (up to ``timeout``) for the thread."""
-        self._stop.set()
+    def _interrupt(self) -> None:
+        """A read blocked on the device returns at once (its wake-up pipe)."""
         with self._lock:
             if self._device is not None:
                 self._device.interrupt()
-        thread, self._thread = self._thread, None
-        if thread is not None:
-            thread.join(timeout)
-            if thread.is_alive():
-                log.error("%s: reader thread did not stop within %.1f s", self.source, timeout)
 
     def __enter__(self) -> KeyboardWedgeScanner:
         self.start()

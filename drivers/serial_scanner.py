@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ import serial
 from appliance.codes.symbology import split_symbology
 from appliance.ports import Clock, DeviceStatusSink, ScanSink
 from appliance.scan import ScanEvent
+from drivers.worker import DriverThread
 
 log = logging.getLogger(__name__)
 
@@ -179,7 +179,7 @@ def _tell(notify: Callable[..., None], *args: str) -> None:
         log.exception("device status sink failed")
 
 
-class SerialScanner:
+class SerialScanner(DriverThread):
     """One serial scanner: a reader thread that frames the stream and hands each scan to the sink.
 
     Nothing is opened at construction; ``start()`` starts the thread, which opens the port. The sink and
@@ -196,6 +196,7 @@ class SerialScanner:
         clock: Clock = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
+        super().__init__()
         self.config = config
         self._sink = sink
         self._status = status
@@ -203,34 +204,11 @@ class SerialScanner:
         self._clock = clock
         self._wall_clock = wall_clock
         self._framer = SerialFramer(config.terminator, config.idle_gap, config.max_frame)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._lost = False
 
     @property
     def source(self) -> str:
         return self.config.source
-
-    @property
-    def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-    def start(self) -> None:
-        """Start reading in a daemon thread; the port is opened (and reopened) there."""
-        if self.running:
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name=f"scanner {self.source}", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float = 2.0) -> None:
-        """Stop the thread and close the port; returns within one read timeout in practice."""
-        self._stop.set()
-        thread, self._thread = self._thread, None
-        if thread is not None:
-            thread.join(timeout)
-            if thread.is_alive():
-                log.warning("scanner %s did not stop within %.1f s", self.source, timeout)
 
     def _run(self) -> None:
         while not self._stop.is_set():
