@@ -33,7 +33,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from appliance.store import audit
 from appliance.store.database import StoreError, connect, open_database, transaction
-from appliance.store.sealing import BACKUP_INFO, NONCE_SIZE, derive_key, read_key_file
+from appliance.store.sealing import BACKUP_INFO, NONCE_SIZE, derive_key, fsync_directory, read_key_file
 
 log = logging.getLogger(__name__)
 
@@ -47,20 +47,12 @@ class BackupError(StoreError):
     changed)."""
 
 
-def _fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _write_atomically(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so that a crash leaves either nothing or the whole file."""
     tmp = path.with_name(f".{path.name}.tmp")
     _write_file(tmp, data)
     os.replace(tmp, path)
-    _fsync_directory(path.parent)
+    fsync_directory(path.parent)
 
 
 def _write_file(path: Path, data: bytes) -> None:
@@ -223,7 +215,7 @@ def restore(backup_file: Path, key_path: Path, db_path: Path) -> None:
         tmp.unlink(missing_ok=True)
         raise
     os.replace(tmp, db_path)
-    _fsync_directory(db_path.parent)
+    fsync_directory(db_path.parent)
     try:
         db = open_database(db_path)
     except StoreError as exc:

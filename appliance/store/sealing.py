@@ -58,7 +58,7 @@ def derive_key(root: bytes, info: bytes) -> bytes:
     return HKDF(algorithm=hashes.SHA256(), length=KEY_SIZE, salt=None, info=info).derive(root)
 
 
-def _fsync_directory(directory: Path) -> None:
+def fsync_directory(directory: Path) -> None:
     """Make a file's creation or rename durable (its directory entry is data too)."""
     fd = os.open(directory, os.O_RDONLY)
     try:
@@ -83,7 +83,7 @@ def create_key_file(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-    _fsync_directory(path.parent)
+    fsync_directory(path.parent)
 
 
 def read_key_file(path: Path) -> bytes:
