@@ -8,7 +8,8 @@ PY := $(VENV)/bin/python
 # Debian packages the project uses: build chain for the sdists (evdev, xkbcommon),
 # xkb keymaps for the keyboard-wedge driver, libdmtx/libzbar for the decode benchmark peers.
 APT_PACKAGES := python3 python3-venv python3-dev gcc make pkg-config linux-libc-dev \
-	libxkbcommon-dev xkb-data libdmtx0b libzbar0
+	libxkbcommon-dev xkb-data libdmtx0b libzbar0 \
+	libpcsclite-dev swig pcscd vsmartcard-vpcd
 
 .PHONY: all deps apt venv test lint typecheck pytest demo bench clean
 
