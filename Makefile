@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 # xkb keymaps for the keyboard-wedge driver, libdmtx/libzbar for the decode benchmark peers.
 APT_PACKAGES := python3 python3-venv python3-dev gcc make pkg-config linux-libc-dev \
 	libxkbcommon-dev xkb-data libdmtx0b libzbar0 \
-	libpcsclite-dev swig pcscd vsmartcard-vpcd
+	libpcsclite-dev swig pcscd vsmartcard-vpcd mosquitto
 
 .PHONY: all deps apt venv test lint typecheck pytest demo bench clean
 
