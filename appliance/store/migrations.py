@@ -109,6 +109,16 @@ NUMBERING = Migration(
 )
 
 from appliance.store.schema_counter import COUNTER_LOOKUP_INDEXES, COUNTER_TABLES  # noqa: E402 - the domain comes after the store
+from appliance.store.schema_payments import PAYMENTS_TABLES  # noqa: E402
 
-MIGRATIONS: list[Migration] = [PHARMACY, OPERATORS, AUDIT, OUTBOX, NUMBERING, COUNTER_TABLES, COUNTER_LOOKUP_INDEXES]
+MIGRATIONS: list[Migration] = [
+    PHARMACY,
+    OPERATORS,
+    AUDIT,
+    OUTBOX,
+    NUMBERING,
+    COUNTER_TABLES,
+    COUNTER_LOOKUP_INDEXES,
+    PAYMENTS_TABLES,
+]
 """All migrations, in order. The domain's migrations are appended after these (versions 6…)."""
