@@ -53,6 +53,8 @@ demo: deps
 bench: deps
 	$(PY) bench/decode.py
 	$(PY) bench/session.py
+	$(PY) bench/reconcile.py
+	$(PY) bench/update.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -114,10 +114,14 @@ def build_parser() -> argparse.ArgumentParser:
     scenario.add_argument("--sandbox", metavar="URL", help="use this sandbox instead of starting one")
     scenario.set_defaults(func=cmd_scenario)
 
+    from appliance.payments.cli import register as register_payments_commands
     from appliance.store.cli import register as register_store_commands
+    from appliance.updates.cli import register as register_update_commands
     from sandbox.server import add_command as add_sandbox_command
 
     register_store_commands(commands)
+    register_payments_commands(commands)
+    register_update_commands(commands)
     add_sandbox_command(commands)
     return parser
 

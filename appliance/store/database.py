@@ -143,6 +143,44 @@ def migrate(db: sqlite_utils.Database, migrations: Sequence[Migration]) -> list[
     return applied
 
 
+READABLE_FROM_KEY = "schema.readable_from"
+"""``pharmacy`` setting: the oldest schema a release must know to use this file (absent: 1).
+
+Migrations are expand-only (:mod:`appliance.updates.migration_rule`), so a release keeps working on a
+file a newer release has migrated — which is what lets an update roll back. A contraction, two
+releases later, raises this floor, and releases below it refuse the file."""
+
+
+@dataclass(frozen=True, slots=True)
+class SchemaState:
+    """The schema of a file against the code reading it."""
+
+    file_version: int
+    code_version: int
+    readable_from: int
+
+    @property
+    def newer_than_code(self) -> bool:
+        return self.file_version > self.code_version
+
+    @property
+    def readable(self) -> bool:
+        return self.readable_from <= self.code_version
+
+
+def schema_state(db: sqlite_utils.Database, migrations: Sequence[Migration]) -> SchemaState:
+    """Where the file stands for code that knows ``migrations``."""
+    file_version = schema_version(db)
+    code_version = migrations[-1].version if migrations else 0
+    floor = 1
+    has_settings = db.conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'pharmacy'").fetchone()
+    if has_settings:
+        row = db.conn.execute("SELECT value FROM pharmacy WHERE key = ?", (READABLE_FROM_KEY,)).fetchone()
+        if row is not None:
+            floor = int(row[0])
+    return SchemaState(file_version, code_version, floor)
+
+
 def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
     """A raw connection with the store's per-connection settings (see the module docstring).
 
@@ -176,8 +214,10 @@ def open_database(
     """Open (creating if needed) the database at ``path`` and bring its schema up to date.
 
     ``migrations`` defaults to the project's list (:data:`appliance.store.migrations.MIGRATIONS`,
-    store tables first, then the domain's). ``readonly`` skips migrations and writes nothing; it is
-    for ``audit verify`` and backups. The caller closes the database (``db.close()``).
+    store tables first, then the domain's). A file a newer release already migrated is used as it is
+    when this code can still read it (see :data:`READABLE_FROM_KEY`: the roll-back case), refused
+    otherwise. ``readonly`` skips migrations and writes nothing; it is for ``audit verify`` and
+    backups. The caller closes the database (``db.close()``).
     """
     conn = connect(path, readonly=readonly)
     try:
@@ -187,7 +227,15 @@ def open_database(
                 from appliance.store.migrations import MIGRATIONS
 
                 migrations = MIGRATIONS
-            migrate(db, migrations)
+            state = schema_state(db, migrations)
+            if not state.newer_than_code:
+                migrate(db, migrations)
+            elif not state.readable:
+                raise StoreError(
+                    f"database schema version {state.file_version} is newer than this software knows "
+                    f"({state.code_version}) and needs a release that knows schema {state.readable_from}; "
+                    "install the newer comptoir release or restore a matching backup"
+                )
     except BaseException:
         conn.close()
         raise

@@ -35,11 +35,24 @@ def test_migrations_run_forward_from_the_version_in_the_file(db_path: Path) -> N
     db.close()
 
 
-def test_a_database_newer_than_the_code_is_refused(db_path: Path) -> None:
+def test_a_database_a_newer_release_migrated_is_still_used_after_a_roll_back(db_path: Path) -> None:
     db = open_database(db_path)
     db.close()
     conn = sqlite3.connect(db_path)
     conn.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
+    conn.close()
+    again = open_database(db_path)
+    assert schema_version(again) == len(MIGRATIONS) + 1
+    again.close()
+
+
+def test_a_database_that_needs_a_newer_release_is_refused(db_path: Path) -> None:
+    db = open_database(db_path)
+    db.close()
+    conn = sqlite3.connect(db_path)
+    conn.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 2}")
+    conn.execute("INSERT INTO pharmacy(key, value) VALUES ('schema.readable_from', ?)", (len(MIGRATIONS) + 2,))
+    conn.commit()
     conn.close()
     with pytest.raises(StoreError, match="newer than this software"):
         open_database(db_path)
