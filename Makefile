@@ -55,6 +55,8 @@ bench: deps
 	$(PY) bench/session.py
 	$(PY) bench/reconcile.py
 	$(PY) bench/update.py
+	$(PY) bench/sync.py
+	$(PY) bench/cards.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

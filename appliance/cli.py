@@ -117,11 +117,15 @@ def build_parser() -> argparse.ArgumentParser:
     from appliance.payments.cli import register as register_payments_commands
     from appliance.store.cli import register as register_store_commands
     from appliance.updates.cli import register as register_update_commands
+    from sandbox.backoffice.service import register as register_backoffice_commands
     from sandbox.server import add_command as add_sandbox_command
+    from sync.service import register as register_sync_commands
 
     register_store_commands(commands)
     register_payments_commands(commands)
     register_update_commands(commands)
+    register_sync_commands(commands)
+    register_backoffice_commands(commands)
     add_sandbox_command(commands)
     return parser
 

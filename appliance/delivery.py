@@ -4,16 +4,28 @@
 what comes back is applied to the records (a late INSi answer, an acknowledgement, a fetched
 prescription). A stream stops at its first message that cannot be delivered now and is retried with
 a growing delay; a refusal is final for that message (recorded, audited) so it never blocks its
-stream. The background sync of issue 6 calls the same function from its own loop.
+stream. The background sync (``comptoir sync``, :mod:`sync.service`) calls the same function from its
+own loop.
+
+``deliver_published`` moves the back-office streams (``events``: what happened at the counter;
+``acks``: answers to the back office's commands) through a :class:`Publisher` (MQTT in
+:mod:`sync.mqtt`). Those messages are many and small, so they go in windows: a run of consecutive
+messages of one stream is published, and the longest prefix the receiver acknowledged (MQTT PUBACK)
+is marked delivered in one transaction; the first message not acknowledged is retried later and
+everything behind it waits (head of line). A message whose acknowledgement was lost is sent again:
+receivers deduplicate by key, so order per stream and "applied once" hold.
 """
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
+
+import sqlite_utils
 
 from appliance.domain import InsiOutcome
 from appliance.store import outbox
@@ -30,6 +42,18 @@ DMP_TITLES = {
 }
 RETRY_BASE_S = 5.0
 RETRY_MAX_S = 600.0
+PUBLISH_RETRY_BASE_S = 1.0
+PUBLISH_RETRY_MAX_S = 60.0
+"""Back-off of the back-office streams: shorter than the teleservices', and cut short anyway when the
+connection comes back (:func:`retry_now`)."""
+
+TELESERVICE_STREAMS: frozenset[str] = frozenset({"call", "execution", "batch", "dmp"})
+"""Streams delivered through the :class:`~appliance.teleservices.Teleservices` port."""
+EVENT_STREAM = "events"
+"""What happened at the counter, for the pharmacy's back office (ids and amounts, no identities)."""
+ACK_STREAM = "acks"
+"""Answers to the back office's commands, written in the same transaction as the command's effect."""
+BACKOFFICE_STREAMS: tuple[str, ...] = (EVENT_STREAM, ACK_STREAM)
 
 
 @dataclass
@@ -44,6 +68,10 @@ def _retry_delay(attempts: int) -> float:
     return float(min(RETRY_MAX_S, RETRY_BASE_S * 2.0 ** min(attempts, 10)))
 
 
+def _publish_retry_delay(attempts: int) -> float:
+    return float(min(PUBLISH_RETRY_MAX_S, PUBLISH_RETRY_BASE_S * 2.0 ** min(attempts, 10)))
+
+
 def deliver_pending(
     records: CounterRecords,
     teleservices: Teleservices,
@@ -51,15 +79,18 @@ def deliver_pending(
     clock: Callable[[], float],
     rounds: int = 50,
     qualification_visits: int = 3,
+    streams: Collection[str] = TELESERVICE_STREAMS,
 ) -> DeliveryReport:
     """Deliver what is due, stream by stream, until nothing more can go now.
 
     ``qualification_visits`` is the counter's setting: an identity retrieved late gets the
-    qualification prompt at that many next visits.
+    qualification prompt at that many next visits. Only ``streams`` are touched (the teleservice
+    ones by default): the back-office streams belong to :func:`deliver_published`, and a
+    teleservice must never be handed a message it has no service for.
     """
     report = DeliveryReport()
     for _ in range(rounds):
-        due = outbox.pending(records.db, now=clock())
+        due = [m for m in outbox.pending(records.db, now=clock()) if m.stream in streams]
         if not due:
             break
         progressed = False
@@ -185,3 +216,129 @@ def _refused(records: CounterRecords, stream: str, payload: dict[str, Any]) -> N
     if stream == "dmp":
         records.mark_dmp(int(payload["document"]), "refused")
     records.audit(None, f"{stream}.refused", str(payload.get("prescription_id", payload.get("batch", ""))), {})
+
+
+# ---------------------------------------------------------------------------------- back office
+
+
+@dataclass(frozen=True, slots=True)
+class PublishOutcome:
+    """What the receiver acknowledged of a run of messages handed to :meth:`Publisher.publish`."""
+
+    acknowledged: int
+    """How many messages, counted from the first, were acknowledged (MQTT: PUBACK with success)."""
+    error: str | None = None
+    """Why the next one was not (no patient data: a transport or broker reason)."""
+
+
+class Publisher(Protocol):
+    """Carries back-office messages (the MQTT link in :mod:`sync.mqtt`; fakes in tests)."""
+
+    def publish(self, stream: str, messages: Sequence[outbox.OutboxMessage]) -> PublishOutcome:
+        """Send ``messages`` (consecutive, in order) and wait, bounded, for their acknowledgements.
+
+        Must not raise for transport trouble: report it in :attr:`PublishOutcome.error`.
+        """
+        ...
+
+
+_RUN_COLUMNS = "id, stream, key, payload, created_at, attempts, next_attempt_at, last_error, delivered_at"
+
+
+def pending_run(db: sqlite_utils.Database, stream: str, limit: int, *, now: float) -> list[outbox.OutboxMessage]:
+    """The next ``limit`` undelivered messages of ``stream`` in order, or none if its head is not due.
+
+    :func:`appliance.store.outbox.pending` hands out one head per stream, which is right for
+    teleservice calls (each answer may change what comes next) but would cost one round trip and one
+    fsync per event; back-office messages are independent, so a whole run can be in flight.
+    """
+    cursor = db.conn.execute(
+        f"SELECT {_RUN_COLUMNS} FROM outbox WHERE stream = ? AND delivered_at IS NULL ORDER BY id LIMIT ?",  # noqa: S608
+        (stream, limit),
+    )
+    found = [
+        outbox.OutboxMessage(
+            int(r[0]),
+            str(r[1]),
+            str(r[2]),
+            json.loads(r[3]),
+            float(r[4]),
+            int(r[5]),
+            float(r[6]),
+            None if r[7] is None else str(r[7]),
+            None if r[8] is None else float(r[8]),
+        )
+        for r in cursor.fetchall()
+    ]
+    if found and found[0].next_attempt_at > now:
+        return []
+    return found
+
+
+def deliver_published(
+    db: sqlite_utils.Database,
+    publisher: Publisher,
+    *,
+    clock: Callable[[], float],
+    streams: Sequence[str] = BACKOFFICE_STREAMS,
+    window: int = 200,
+    max_windows: int = 1000,
+) -> DeliveryReport:
+    """Drain the back-office ``streams`` through ``publisher``, ``window`` messages at a time.
+
+    Marks delivered only what was acknowledged, as a prefix of the run, in one transaction per
+    window (one fsync for up to ``window`` messages, not one each); the first unacknowledged message
+    gets its back-off and its stream stops there for this call. A stream that failed is not tried
+    again in the same call; the others carry on.
+    """
+    report = DeliveryReport()
+    blocked: set[str] = set()
+    for _ in range(max_windows):
+        progressed = False
+        for stream in streams:
+            if stream in blocked:
+                continue
+            run = pending_run(db, stream, window, now=clock())
+            if not run:
+                continue
+            outcome = publisher.publish(stream, run)
+            done = max(0, min(outcome.acknowledged, len(run)))
+            with transaction(db) as conn:
+                when = clock()
+                for message in run[:done]:
+                    outbox.mark_delivered(conn, message.id, {"ack": "puback"}, now=when)
+                if done < len(run):
+                    head = run[done]
+                    outbox.mark_failed(
+                        conn,
+                        head.id,
+                        outcome.error or "not acknowledged",
+                        when + _publish_retry_delay(head.attempts),
+                    )
+            report.delivered += done
+            if done < len(run):
+                report.deferred += 1
+                report.notes.append(f"{stream}: {outcome.error or 'not acknowledged'}")
+                blocked.add(stream)
+            progressed = progressed or done > 0
+        if not progressed:
+            break
+    return report
+
+
+def retry_now(db: sqlite_utils.Database, streams: Collection[str], *, now: float) -> int:
+    """Make the waiting messages of ``streams`` due at once; returns how many were waiting.
+
+    Called when the link comes back (MQTT reconnected) or on a "resynchronise" command: the back-off
+    exists to spare a receiver that is down, not to wait once it is known to be up again.
+    """
+    if not streams:
+        return 0
+    marks = ",".join("?" for _ in streams)
+    with transaction(db) as conn:
+        cursor = conn.execute(
+            f"UPDATE outbox SET next_attempt_at = ? WHERE delivered_at IS NULL AND next_attempt_at > ?"  # noqa: S608
+            f" AND stream IN ({marks})",
+            (now, now, *streams),
+        )
+        return int(cursor.rowcount)

@@ -84,10 +84,29 @@ class ClaimRecord:
 class CounterRecords:
     """The workflow's access to the database: small, named operations, each one transaction."""
 
-    def __init__(self, db: sqlite_utils.Database, cipher: FieldCipher, clock: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        db: sqlite_utils.Database,
+        cipher: FieldCipher,
+        clock: Callable[[], float],
+        *,
+        backoffice_events: bool = False,
+    ) -> None:
         self.db = db
         self.cipher = cipher
         self.clock = clock
+        self.backoffice_events = backoffice_events
+        """Queue an ``events`` outbox message with each claim, batch and acknowledgement for the
+        pharmacy's back office (``comptoir sync`` publishes them over MQTT). Off unless the box is
+        enrolled in a back office: nobody would drain the stream and it would grow forever."""
+
+    def _event(self, conn: Any, key: str, payload: Mapping[str, Any]) -> None:
+        """A back-office event in the caller's transaction: ids, numbers and amounts only (never an
+        identity: the back office matches claims by number with its own records). The payload is a
+        function of the change alone (no clock), so replaying the change replays the same message,
+        which the outbox deduplicates by key."""
+        if self.backoffice_events:
+            outbox.enqueue(conn, stream="events", key=key, payload=payload, now=self.clock())
 
     # ------------------------------------------------------------------ audit and operators
     def audit(
@@ -537,6 +556,21 @@ class CounterRecords:
                 },
                 at=now,
             )
+            self._event(
+                conn,
+                f"event:claim.created:{number}",
+                {
+                    "type": "claim.created",
+                    "claim": number,
+                    "batch": batch_number,
+                    "at": now,
+                    "total_cents": bill.total_cents,
+                    "amo_cents": bill.amo_cents,
+                    "amc_cents": bill.amc_cents,
+                    "to_pay_cents": bill.to_pay_cents,
+                    "discrepancies": len(draft.discrepancies),
+                },
+            )
         return ClaimRecord(claim_id, number, batch_number)
 
     @staticmethod
@@ -568,6 +602,11 @@ class CounterRecords:
                 subject=str(number),
                 details={"claims": len(claims)},
                 at=now,
+            )
+            self._event(
+                conn,
+                f"event:batch.closed:{number}",
+                {"type": "batch.closed", "batch": number, "at": now, "claims": len(claims)},
             )
         return number
 
@@ -608,6 +647,7 @@ class CounterRecords:
             if found is None:
                 return
             batch_id = int(found[0])
+            refused: list[dict[str, Any]] = []
             conn.execute(
                 "UPDATE batches SET status = ? WHERE id = ?",
                 ("accepted" if positive else "rejected", batch_id),
@@ -646,6 +686,7 @@ class CounterRecords:
                         claim["number"], (reason, "Corriger puis refacturer dans un nouveau lot")
                     )
                     conn.execute("UPDATE claims SET status = 'rejected' WHERE id = ?", (claim["id"],))
+                    refused.append({"claim": int(claim["number"]), "reason": why, "action": action})
                     conn.execute(
                         "INSERT INTO rejections(claim_id, reason, action, at) VALUES (?, ?, ?, ?)",
                         (claim["id"], why, action, now),
@@ -657,6 +698,17 @@ class CounterRecords:
                 subject=str(batch_number),
                 details={"positive": positive, "rejected": len(rejected)},
                 at=now,
+            )
+            self._event(
+                conn,
+                f"event:batch.acknowledged:{batch_number}",
+                {
+                    "type": "batch.acknowledged",
+                    "batch": batch_number,
+                    "positive": positive,
+                    "reason": reason,
+                    "rejected": sorted(refused, key=lambda r: int(r["claim"])),
+                },
             )
 
     # ------------------------------------------------------------------ deferred calls and the DMP

@@ -167,12 +167,39 @@ def cmd_update_install(args: argparse.Namespace) -> int:
     return EXIT_OK if outcome.result in ("committed", "noop") else EXIT_FAILED
 
 
+def _take_offer(db_path: Path) -> dict[str, Any] | None:
+    """The update offer the back office sent over MQTT (stored by the sync process), removed once taken:
+    the timer's run installs it before looking at the channel, so an offer is acted on within one period."""
+    import json
+
+    from appliance.store.database import get_setting, open_database, transaction
+    from sync.commands import UPDATE_OFFER_SETTING
+
+    if not db_path.exists():
+        return None
+    db = open_database(db_path)
+    try:
+        raw = get_setting(db, UPDATE_OFFER_SETTING)
+        if raw is None:
+            return None
+        with transaction(db) as conn:
+            conn.execute("DELETE FROM pharmacy WHERE key = ?", (UPDATE_OFFER_SETTING,))
+        offer: dict[str, Any] = json.loads(raw)
+        return offer
+    finally:
+        db.close()
+
+
 def cmd_update_check(args: argparse.Namespace) -> int:
-    from sync.update_agent import check_channel
+    from sync.update_agent import check_channel, handle_update_offer
 
     agent, source = _agent(args, with_source=True)
     _locked(agent.layout)
-    outcome = check_channel(agent, source, args.channel)
+    offer = _take_offer(agent.config.db_path)
+    if offer is not None:
+        outcome = handle_update_offer(agent, {"version": offer.get("version"), "offer_id": offer.get("command")})
+    else:
+        outcome = check_channel(agent, source, args.channel)
     _print(outcome.to_json())
     return EXIT_OK if outcome.result in ("committed", "noop") else EXIT_FAILED
 

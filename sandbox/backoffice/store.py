@@ -1,0 +1,284 @@
+"""The reference back office's own SQLite: the fleet, the events (deduplicated by key), commands.
+
+Applying a message is idempotent: an event whose ``(device, key)`` is already stored is counted as a
+duplicate and dropped (at-least-once delivery from the boxes becomes "applied once" here). The order
+of each box's streams is checked with the ``seq`` the box puts in every message (its outbox id): a new
+key arriving with a ``seq`` lower than one already stored is counted in ``out_of_order`` (the tests
+expect zero).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS devices (
+    device        TEXT PRIMARY KEY,
+    state         TEXT,
+    state_at      REAL,
+    telemetry     TEXT,
+    telemetry_at  REAL,
+    last_seen     REAL,
+    duplicates    INTEGER NOT NULL DEFAULT 0,
+    out_of_order  INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS events (
+    id          INTEGER PRIMARY KEY,
+    device      TEXT NOT NULL,
+    stream      TEXT NOT NULL,
+    key         TEXT NOT NULL,
+    seq         INTEGER NOT NULL,
+    type        TEXT,
+    payload     TEXT NOT NULL,
+    received_at REAL NOT NULL,
+    UNIQUE (device, key)
+);
+CREATE INDEX IF NOT EXISTS events_by_type ON events(type, id);
+CREATE TABLE IF NOT EXISTS streams (
+    device   TEXT NOT NULL,
+    stream   TEXT NOT NULL,
+    last_seq INTEGER NOT NULL,
+    PRIMARY KEY (device, stream)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS commands (
+    id          TEXT PRIMARY KEY,
+    device      TEXT NOT NULL,
+    type        TEXT NOT NULL,
+    args        TEXT NOT NULL,
+    sent_at     REAL NOT NULL,
+    status      TEXT NOT NULL DEFAULT 'sent',
+    reason      TEXT,
+    answer      TEXT,
+    answered_at REAL
+);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    """One message as the broker handed it over."""
+
+    topic: str
+    payload: bytes
+    received_at: float
+
+
+def split_topic(topic: str) -> tuple[str, str] | None:
+    """``comptoir/<pharmacy>/<device>/<kind>`` -> (``<pharmacy>/<device>``, ``<kind>``)."""
+    parts = topic.split("/")
+    if len(parts) < 4 or parts[0] != "comptoir":
+        return None
+    return f"{parts[1]}/{parts[2]}", "/".join(parts[3:])
+
+
+class BackOfficeStore:
+    """Thread-safe (one lock) access to the back office's database file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=10)
+        self._conn.execute("PRAGMA journal_mode = WAL")
+        self._conn.execute("PRAGMA synchronous = FULL")
+        with self._lock:
+            self._conn.execute("BEGIN")
+            for statement in SCHEMA.split(";"):
+                if statement.strip():
+                    self._conn.execute(statement)
+            self._conn.execute("COMMIT")
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    # --- applying messages (one transaction for a batch, committed before the PUBACKs go out)
+
+    def apply(self, messages: Iterable[Incoming]) -> None:
+        """Store a batch of messages in one transaction (the caller acknowledges them afterwards)."""
+        with self._lock:
+            conn = self._conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for message in messages:
+                    self._apply_one(conn, message)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    def _touch(self, conn: sqlite3.Connection, device: str, at: float) -> None:
+        conn.execute(
+            "INSERT INTO devices(device, last_seen) VALUES (?, ?) ON CONFLICT(device) DO UPDATE SET last_seen = ?",
+            (device, at, at),
+        )
+
+    def _apply_one(self, conn: sqlite3.Connection, message: Incoming) -> None:
+        where = split_topic(message.topic)
+        if where is None:
+            return
+        device, kind = where
+        at = message.received_at
+        if kind == "state":
+            state = message.payload.decode("utf-8", "replace")[:32]
+            self._touch(conn, device, at)
+            conn.execute("UPDATE devices SET state = ?, state_at = ? WHERE device = ?", (state, at, device))
+            return
+        try:
+            body = json.loads(message.payload)
+        except (UnicodeDecodeError, ValueError):
+            return
+        if not isinstance(body, dict):
+            return
+        self._touch(conn, device, at)
+        if kind == "telemetry":
+            conn.execute(
+                "UPDATE devices SET telemetry = ?, telemetry_at = ? WHERE device = ?",
+                (json.dumps(body), at, device),
+            )
+            return
+        if kind == "cmd/ack" and "key" not in body:
+            self._answer(conn, body, at)  # an answer sent directly (refusal, repeated answer)
+            return
+        if kind not in ("events", "cmd/ack") or not isinstance(body.get("key"), str):
+            return
+        seq = int(body.get("seq") or 0)
+        stream = str(body.get("stream") or kind)
+        inserted = conn.execute(
+            "INSERT INTO events(device, stream, key, seq, type, payload, received_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT(device, key) DO NOTHING",
+            (device, stream, body["key"], seq, body.get("type"), json.dumps(body), at),
+        ).rowcount
+        if not inserted:
+            conn.execute("UPDATE devices SET duplicates = duplicates + 1 WHERE device = ?", (device,))
+            return
+        last = conn.execute("SELECT last_seq FROM streams WHERE device = ? AND stream = ?", (device, stream)).fetchone()
+        if last is not None and seq <= int(last[0]):
+            conn.execute("UPDATE devices SET out_of_order = out_of_order + 1 WHERE device = ?", (device,))
+        conn.execute(
+            "INSERT INTO streams(device, stream, last_seq) VALUES (?, ?, ?)"
+            " ON CONFLICT(device, stream) DO UPDATE SET last_seq = max(last_seq, excluded.last_seq)",
+            (device, stream, seq),
+        )
+        if kind == "cmd/ack":
+            self._answer(conn, body, at)
+
+    @staticmethod
+    def _answer(conn: sqlite3.Connection, body: dict[str, Any], at: float) -> None:
+        command = body.get("command")
+        if not isinstance(command, str):
+            return
+        conn.execute(
+            "UPDATE commands SET status = ?, reason = ?, answer = ?, answered_at = ? WHERE id = ?",
+            (str(body.get("status")), body.get("reason"), json.dumps(body), at, command),
+        )
+
+    def record_command(self, command_id: str, device: str, kind: str, args: dict[str, Any]) -> None:
+        with self._lock:
+            self._conn.execute(
+                "INSERT INTO commands(id, device, type, args, sent_at) VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT(id) DO NOTHING",
+                (command_id, device, kind, json.dumps(args), time.time()),
+            )
+
+    # --- reading
+
+    def _rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+        with self._lock:
+            cursor = self._conn.execute(sql, params)
+            names = [d[0] for d in cursor.description]
+            return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+    def events(self, device: str | None = None, stream: str = "events") -> list[dict[str, Any]]:
+        """Stored events, in the order they were first received."""
+        rows = self._rows(
+            "SELECT device, stream, key, seq, type, payload, received_at FROM events"
+            " WHERE stream = ? AND (? IS NULL OR device = ?) ORDER BY id",
+            (stream, device, device),
+        )
+        for row in rows:
+            row["payload"] = json.loads(row["payload"])
+        return rows
+
+    def event_keys(self, device: str, stream: str = "events") -> list[str]:
+        return [
+            r["key"]
+            for r in self._rows("SELECT key FROM events WHERE device = ? AND stream = ? ORDER BY id", (device, stream))
+        ]
+
+    def commands(self, device: str | None = None) -> list[dict[str, Any]]:
+        return self._rows(
+            "SELECT id, device, type, status, reason, answer, sent_at, answered_at FROM commands"
+            " WHERE (? IS NULL OR device = ?) ORDER BY sent_at",
+            (device, device),
+        )
+
+    def command(self, command_id: str) -> dict[str, Any] | None:
+        found = self._rows("SELECT * FROM commands WHERE id = ?", (command_id,))
+        return found[0] if found else None
+
+    def rejections(self, device: str, limit: int = 20) -> list[dict[str, Any]]:
+        """Recent claim rejections (from the boxes' ``batch.acknowledged`` events) and refused commands."""
+        out: list[dict[str, Any]] = []
+        for row in self._rows(
+            "SELECT payload, received_at FROM events WHERE device = ? AND type = 'batch.acknowledged'"
+            " ORDER BY id DESC LIMIT ?",
+            (device, limit),
+        ):
+            body = json.loads(row["payload"])
+            for item in body.get("rejected") or []:
+                out.append({"kind": "claim", "batch": body.get("batch"), **item, "at": row["received_at"]})
+        for row in self._rows(
+            "SELECT id, type, reason, answered_at FROM commands WHERE device = ? AND status = 'refused'"
+            " ORDER BY answered_at DESC LIMIT ?",
+            (device, limit),
+        ):
+            out.append(
+                {
+                    "kind": "command",
+                    "command": row["id"],
+                    "type": row["type"],
+                    "reason": row["reason"],
+                    "at": row["answered_at"],
+                }
+            )
+        return out[:limit]
+
+    def fleet(self) -> list[dict[str, Any]]:
+        """Every box: online state, version, outbox depth, last sync, counters, recent rejections."""
+        devices = []
+        for row in self._rows("SELECT * FROM devices ORDER BY device"):
+            tele = json.loads(row["telemetry"]) if row["telemetry"] else {}
+            events = self._rows(
+                "SELECT count(*) AS n FROM events WHERE device = ? AND stream = 'events'", (row["device"],)
+            )
+            devices.append(
+                {
+                    "device": row["device"],
+                    "online": row["state"] == "online",
+                    "state": row["state"],
+                    "state_at": row["state_at"],
+                    "version": (tele.get("versions") or {}).get("comptoir"),
+                    "outbox_depth": (tele.get("outbox") or {}).get("depth"),
+                    "last_sync": tele.get("last_sync"),
+                    "telemetry_at": row["telemetry_at"],
+                    "last_seen": row["last_seen"],
+                    "events": events[0]["n"],
+                    "duplicates": row["duplicates"],
+                    "out_of_order": row["out_of_order"],
+                    "rejections": self.rejections(row["device"]),
+                }
+            )
+        return devices
+
+    def device(self, device: str) -> dict[str, Any] | None:
+        for row in self.fleet():
+            if row["device"] == device:
+                return row
+        return None

@@ -1,0 +1,7 @@
+"""``python -m sync --config FILE``: the sync process (same as ``comptoir sync``)."""
+
+import sys
+
+from sync.service import main
+
+sys.exit(main())

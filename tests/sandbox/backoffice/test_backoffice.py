@@ -1,0 +1,111 @@
+"""The reference back office: dedupe by key, order check, fleet page and JSON API, commands over HTTP."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from sandbox.backoffice.broker import MosquittoBroker
+from sandbox.backoffice.pki import Pki
+from sandbox.backoffice.service import BackOffice, BackOfficeSettings
+from sandbox.backoffice.store import BackOfficeStore, Incoming
+from sync.service import SyncService, load_config
+from tests.sync.harness import make_device_db, write_sync_config
+
+
+def _event(key: str, seq: int, **body: object) -> Incoming:
+    payload = {"key": key, "seq": seq, "stream": "events", **body}
+    return Incoming("comptoir/ph9/c2/events", json.dumps(payload).encode(), time.time())
+
+
+def test_store_dedupes_by_key_and_counts_out_of_order(tmp_path: Path) -> None:
+    store = BackOfficeStore(tmp_path / "bo.db")
+    try:
+        store.apply([_event("a", 1), _event("b", 2), _event("a", 1)])
+        store.apply([_event("b", 2), _event("c", 3)])
+        assert store.event_keys("ph9/c2") == ["a", "b", "c"]
+        device = store.device("ph9/c2")
+        assert device is not None and device["duplicates"] == 2 and device["out_of_order"] == 0
+        store.apply([_event("z", 1)])
+        assert (store.device("ph9/c2") or {})["out_of_order"] == 1
+        rejected = {"claim": 12, "reason": "NIR inconnu", "action": "Vérifier la carte"}
+        store.apply([_event("ack", 9, type="batch.acknowledged", batch=3, positive=True, rejected=[rejected])])
+        assert (store.device("ph9/c2") or {})["rejections"][0] | {"at": 0} == {
+            "kind": "claim",
+            "batch": 3,
+            **rejected,
+            "at": 0,
+        }
+        store.apply([Incoming("not/a/comptoir/topic", b"{}", 0.0), Incoming("comptoir/ph9/c2/events", b"\xff", 0.0)])
+    finally:
+        store.close()
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    return Pki(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture
+def stack(tmp_path: Path, pki: Pki) -> Iterator[tuple[BackOffice, MosquittoBroker, Path]]:
+    key = Ed25519PrivateKey.generate()
+    public = tmp_path / "cmd.pub"
+    public.write_bytes(
+        key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    broker = MosquittoBroker(tmp_path / "broker", pki)
+    broker.start()
+    issued = pki.client("backoffice")
+    office = BackOffice(
+        BackOfficeSettings("127.0.0.1", broker.port, pki.ca.cert, issued.cert, issued.key, tmp_path / "bo.db", key)
+    )
+    office.start()
+    try:
+        assert office.wait_connected(10)
+        yield office, broker, public
+    finally:
+        office.stop()
+        broker.kill()
+
+
+def test_fleet_page_and_api_show_each_box(
+    tmp_path: Path, pki: Pki, stack: tuple[BackOffice, MosquittoBroker, Path]
+) -> None:
+    office, broker, public = stack
+    db, key = make_device_db(tmp_path / "box")
+    config = write_sync_config(
+        tmp_path / "s.toml", db=db, key=key, pki=pki, broker_port=broker.port, command_key=public, device="ph2/c7"
+    )
+    stop = threading.Event()
+    thread = threading.Thread(target=lambda: SyncService(load_config(config)).run(stop), daemon=True)
+    thread.start()
+    try:
+        assert office.wait_for(lambda: (office.store.device("ph2/c7") or {}).get("version") is not None, 10)
+        with httpx.Client(base_url=office.url, timeout=5) as http:
+            fleet = http.get("/api/fleet").json()["devices"]
+            assert [d["device"] for d in fleet] == ["ph2/c7"]
+            box = fleet[0]
+            assert box["online"] is True and box["outbox_depth"] == 0 and box["version"]
+            page = http.get("/")
+            assert page.status_code == 200 and "ph2/c7" in page.text and "en ligne" in page.text
+            sent = http.post("/api/commands", json={"device": "ph2/c7", "type": "resync"})
+            assert sent.status_code == 202
+            ident = sent.json()["id"]
+            assert office.wait_for(lambda: (office.store.command(ident) or {}).get("status") == "done", 10)
+            commands = http.get("/api/commands", params={"device": "ph2/c7"}).json()["commands"]
+            assert [c["id"] for c in commands] == [ident]
+            assert http.post("/api/commands", json={"device": "ph2/c7", "type": "format-disk"}).status_code == 400
+            assert http.get("/api/health").json() == {"status": "ok", "connected": True}
+            assert http.get("/api/events", params={"device": "ph2/c7"}).json() == {"events": []}
+    finally:
+        stop.set()
+        thread.join(10)
+    assert office.wait_for(lambda: (office.store.device("ph2/c7") or {}).get("online") is False, 10)
