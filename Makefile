@@ -6,12 +6,14 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 # Debian packages the project uses: build chain for the sdists (evdev, xkbcommon),
-# xkb keymaps for the keyboard-wedge driver, libdmtx/libzbar for the decode benchmark peers.
+# xkb keymaps for the keyboard-wedge driver, libdmtx/libzbar for the decode benchmark peers,
+# GL/EGL with Mesa's software renderer and mtdev for the Kivy kiosk (offscreen in tests and the demo).
 APT_PACKAGES := python3 python3-venv python3-dev gcc make pkg-config linux-libc-dev \
 	libxkbcommon-dev xkb-data libdmtx0b libzbar0 \
+	libgl1 libgl1-mesa-dri libegl1 libmtdev1 \
 	libpcsclite-dev swig pcscd vsmartcard-vpcd mosquitto
 
-.PHONY: all deps apt venv test lint typecheck pytest demo bench clean
+.PHONY: all deps apt venv test lint typecheck pytest demo bench image image-apt image-selftest clean
 
 all: test
 
@@ -47,8 +49,10 @@ pytest: deps
 
 test: lint typecheck pytest
 
+# The kiosk against the sandbox: a window with a developer panel when there is a display; otherwise
+# offscreen, a scripted session with a screenshot of every step and a transcript in demo-out/.
 demo: deps
-	$(VENV)/bin/comptoir demo
+	$(VENV)/bin/comptoir demo --out demo-out
 
 bench: deps
 	$(PY) bench/decode.py
@@ -57,6 +61,22 @@ bench: deps
 	$(PY) bench/update.py
 	$(PY) bench/sync.py
 	$(PY) bench/cards.py
+	$(PY) bench/kiosk.py
+
+# The device image (image-build/README.md). `image` needs loop devices; `image-selftest` builds the
+# arm64 root filesystem with the app under qemu-user and runs its self-test inside (a few minutes).
+IMAGE_APT_PACKAGES := mmdebstrap debootstrap qemu-user-static binfmt-support rauc dosfstools e2fsprogs fdisk
+VERSION ?= $(shell $(PY) -c "import appliance; print(appliance.__version__)" 2>/dev/null)
+
+image-apt:
+	@$(MAKE) --no-print-directory apt APT_PACKAGES="$(IMAGE_APT_PACKAGES)"
+
+image: deps image-apt
+	$(VENV)/bin/comptoir release build --version $(VERSION) --out dist --wheelhouse dist/wheels-arm64
+	PYTHONPATH=. image-build/mmdebstrap-image.sh out/comptoir-$(VERSION).img dist/comptoir-$(VERSION).tar keys/root.json
+
+image-selftest: deps image-apt
+	image-build/rootfs-selftest.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -67,9 +67,19 @@ def cmd_decode(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from sandbox.demo import run_demo
+    """The sample codes decoded (quick), then the kiosk against the sandbox with simulated devices."""
+    import os
 
-    return run_demo(args.out)
+    os.environ.setdefault("KIVY_NO_ARGS", "1")
+    os.environ.setdefault("KIVY_NO_CONSOLELOG", "1")
+    os.environ.setdefault("KIVY_LOG_MODE", "PYTHON")
+    from sandbox.demo import run_demo
+    from ui.demo import run_kiosk_demo
+
+    codes = run_demo(args.out / "codes") if not args.no_codes else 0
+    windowed = True if args.window else (False if args.headless else None)
+    kiosk = run_kiosk_demo(args.out, windowed=windowed, preset=args.display)
+    return codes or kiosk
 
 
 def cmd_scenario(args: argparse.Namespace) -> int:
@@ -103,8 +113,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     decode.set_defaults(func=cmd_decode)
 
-    demo = commands.add_parser("demo", help="play the e-lecteur on sample codes and show what it understood")
-    demo.add_argument("--out", type=Path, default=Path("out/demo"), help="where to write images and transcript")
+    demo = commands.add_parser("demo", help="the kiosk against the sandbox with simulated devices")
+    demo.add_argument("--out", type=Path, default=Path("demo-out"), help="where screenshots and transcripts go")
+    shown = demo.add_mutually_exclusive_group()
+    shown.add_argument("--headless", action="store_true", help="offscreen scripted session even with a display")
+    shown.add_argument("--window", action="store_true", help="a window with the developer panel")
+    demo.add_argument("--display", default="800x480", choices=["800x480", "1280x800"], help="panel resolution")
+    demo.add_argument("--no-codes", action="store_true", help="skip decoding the sample codes first")
     demo.set_defaults(func=cmd_demo)
 
     scenario = commands.add_parser("scenario", help="play a scripted counter session against the sandbox")

@@ -264,18 +264,133 @@ def read_script(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
 
 
 @contextlib.contextmanager
-def _sandbox(url: str | None) -> Iterator[str]:
+def _sandbox(url: str | None, population: Any = None, today: Callable[[], date] | None = None) -> Iterator[str]:
     if url is not None:
         yield url
         return
     from sandbox.server import SandboxServer
 
-    server = SandboxServer(port=0)
+    options: dict[str, Any] = {}
+    if population is not None:
+        options["population"] = population
+    if today is not None:
+        options["today"] = today
+    server = SandboxServer(port=0, **options)
     base = server.start()
     try:
         yield base
     finally:
         server.stop()
+
+
+@dataclass
+class CounterRig:
+    """A :class:`Counter` wired to a real SQLite store, the sandbox over HTTP and a network switch.
+
+    Shared by the scenario runner and the kiosk's composition root so both drive the very same core.
+    """
+
+    counter: Counter
+    db: Any
+    records: Any
+    clock: Callable[[], float]
+    network: NetworkSwitch
+    base_url: str
+
+    def add_operator(self, name: str, role: Role, pin: str) -> None:
+        """Create an operator unless one of that name exists (scripts and demos replay safely)."""
+        from appliance.store import operators
+
+        if not any(op.name == name for op in operators.list_operators(self.db)):
+            operators.add_operator(self.db, name, role, pin)
+
+    def operator_names(self) -> list[str]:
+        """Active operators, by name, for the kiosk's login pad."""
+        from appliance.store import operators
+
+        return [op.name for op in operators.list_operators(self.db)]
+
+    def deliver(self) -> dict[str, Any]:
+        """Move the outbox now (when the network is up)."""
+        from appliance.delivery import deliver_pending
+
+        if not self.network.up:
+            return {"delivered": 0, "deferred": 0, "refused": 0, "offline": True}
+        report = deliver_pending(
+            self.records,
+            self.network,
+            clock=self.clock,
+            qualification_visits=self.counter.settings.qualification_visits,
+        )
+        return {"delivered": report.delivered, "deferred": report.deferred, "refused": report.refused}
+
+    def db_state(self) -> dict[str, Any]:
+        conn = self.db.conn
+        return {
+            "claims": conn.execute("SELECT count(*) FROM claims").fetchone()[0],
+            "claim_numbers": [r[0] for r in conn.execute("SELECT number FROM claims ORDER BY number")],
+            "outbox_pending": conn.execute("SELECT count(*) FROM outbox WHERE delivered_at IS NULL").fetchone()[0],
+            "rejected_claims": conn.execute("SELECT count(*) FROM claims WHERE status = 'rejected'").fetchone()[0],
+            "accepted_claims": conn.execute("SELECT count(*) FROM claims WHERE status = 'accepted'").fetchone()[0],
+            "patient_status": {str(r[0]): r[1] for r in conn.execute("SELECT id, status FROM patients")},
+            "prescriptions_dispensed": conn.execute(
+                "SELECT count(*) FROM prescriptions WHERE status = 'dispensed'"
+            ).fetchone()[0],
+            "rejections": [
+                {"reason": r[0], "action": r[1]} for r in conn.execute("SELECT reason, action FROM rejections")
+            ],
+            "executions_completed": conn.execute("SELECT count(*) FROM execution_data WHERE step2 = 'sent'").fetchone()[
+                0
+            ],
+            "dmp_sent": conn.execute("SELECT count(*) FROM dmp_documents WHERE status = 'sent'").fetchone()[0],
+        }
+
+    def set_fault(self, fault: Any) -> None:
+        """Switch a fault on in the sandbox (latency, 5xx, hang, lost response) or clear them all."""
+        import httpx
+
+        if fault == "clear":
+            httpx.delete(f"{self.base_url}/_sandbox/faults", timeout=5.0).raise_for_status()
+        else:
+            httpx.post(f"{self.base_url}/_sandbox/faults", json=fault, timeout=5.0).raise_for_status()
+
+
+@contextlib.contextmanager
+def counter_rig(
+    *,
+    db_path: Path | None,
+    key_path: Path | None,
+    sandbox_url: str | None,
+    clock: Callable[[], float] | None = None,
+    population: Any = None,
+    sandbox_today: Callable[[], date] | None = None,
+    timeout: float = 2.0,
+) -> Iterator[CounterRig]:
+    """Open (or create) the database and key, start the sandbox unless given, and build the counter."""
+    from appliance.products import DEFAULT_PRODUCTS_PATH, ProductTable
+    from appliance.store.database import open_database
+    from appliance.store.records import CounterRecords
+    from appliance.store.sealing import FieldCipher
+    from sync.teleservices_http import HttpTeleservices
+
+    with contextlib.ExitStack() as stack:
+        if db_path is None:
+            workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="comptoir-scenario-")))
+            db_path = workdir / "counter.db"
+        key_path = key_path or db_path.with_name(db_path.name + ".key")
+        if not key_path.exists():
+            FieldCipher.create_key(key_path)
+        cipher = FieldCipher.load(key_path)
+        db = open_database(db_path)
+        stack.callback(db.close)
+        the_clock: Callable[[], float] = clock if clock is not None else ScenarioClock()
+        base_url = stack.enter_context(_sandbox(sandbox_url, population, sandbox_today))
+        online = HttpTeleservices(base_url, timeout=timeout)
+        offline = HttpTeleservices(f"http://127.0.0.1:{_closed_port()}", timeout=0.5)
+        network = NetworkSwitch(online, offline)
+        records = CounterRecords(db, cipher, the_clock)
+        counter = Counter(records, network, ProductTable.load(DEFAULT_PRODUCTS_PATH), clock=the_clock)
+        yield CounterRig(counter, db, records, the_clock, network, base_url)
 
 
 def run_scenario(
@@ -287,80 +402,16 @@ def run_scenario(
     out: Callable[[str], None] = print,
 ) -> int:
     """Play ``script``; 0 when every expectation holds, 1 when one does not, 2 for a bad script."""
-    from appliance.delivery import deliver_pending
-    from appliance.products import DEFAULT_PRODUCTS_PATH, ProductTable
-    from appliance.store import operators
-    from appliance.store.database import open_database
-    from appliance.store.records import CounterRecords
-    from appliance.store.sealing import FieldCipher
-    from sync.teleservices_http import HttpTeleservices
-
     try:
         lines = list(read_script(script))
     except (OSError, ScriptError) as exc:
         print(f"comptoir scenario: {exc}", file=sys.stderr)
         return 2
-    with contextlib.ExitStack() as stack:
-        if db_path is None:
-            workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="comptoir-scenario-")))
-            db_path = workdir / "counter.db"
-        key_path = key_path or db_path.with_name(db_path.name + ".key")
-        if not key_path.exists():
-            FieldCipher.create_key(key_path)
-        cipher = FieldCipher.load(key_path)
-        db = open_database(db_path)
-        stack.callback(db.close)
-        clock = ScenarioClock()
-        base_url = stack.enter_context(_sandbox(sandbox_url))
-        online = HttpTeleservices(base_url, timeout=2.0)
-        offline = HttpTeleservices(f"http://127.0.0.1:{_closed_port()}", timeout=0.5)
-        network = NetworkSwitch(online, offline)
-        records = CounterRecords(db, cipher, clock)
-        counter = Counter(records, network, ProductTable.load(DEFAULT_PRODUCTS_PATH), clock=clock)
-
-        def add_operator(name: str, role: Role, pin: str) -> None:
-            if not any(op.name == name for op in operators.list_operators(db)):
-                operators.add_operator(db, name, role, pin)
-
-        def deliver() -> dict[str, Any]:
-            if not network.up:
-                return {"delivered": 0, "deferred": 0, "refused": 0, "offline": True}
-            report = deliver_pending(
-                records, network, clock=clock, qualification_visits=counter.settings.qualification_visits
-            )
-            return {"delivered": report.delivered, "deferred": report.deferred, "refused": report.refused}
-
-        def db_state() -> dict[str, Any]:
-            conn = db.conn
-            return {
-                "claims": conn.execute("SELECT count(*) FROM claims").fetchone()[0],
-                "claim_numbers": [r[0] for r in conn.execute("SELECT number FROM claims ORDER BY number")],
-                "outbox_pending": conn.execute("SELECT count(*) FROM outbox WHERE delivered_at IS NULL").fetchone()[0],
-                "rejected_claims": conn.execute("SELECT count(*) FROM claims WHERE status = 'rejected'").fetchone()[0],
-                "accepted_claims": conn.execute("SELECT count(*) FROM claims WHERE status = 'accepted'").fetchone()[0],
-                "patient_status": {str(r[0]): r[1] for r in conn.execute("SELECT id, status FROM patients")},
-                "prescriptions_dispensed": conn.execute(
-                    "SELECT count(*) FROM prescriptions WHERE status = 'dispensed'"
-                ).fetchone()[0],
-                "rejections": [
-                    {"reason": r[0], "action": r[1]} for r in conn.execute("SELECT reason, action FROM rejections")
-                ],
-                "executions_completed": conn.execute(
-                    "SELECT count(*) FROM execution_data WHERE step2 = 'sent'"
-                ).fetchone()[0],
-                "dmp_sent": conn.execute("SELECT count(*) FROM dmp_documents WHERE status = 'sent'").fetchone()[0],
-            }
-
-        def set_fault(fault: Any) -> None:
-            """Switch a fault on in the sandbox (latency, 5xx, hang, lost response) or clear them all."""
-            import httpx
-
-            if fault == "clear":
-                httpx.delete(f"{base_url}/_sandbox/faults", timeout=5.0).raise_for_status()
-            else:
-                httpx.post(f"{base_url}/_sandbox/faults", json=fault, timeout=5.0).raise_for_status()
-
-        runner = ScenarioRunner(counter, CodeReader(), clock, network, deliver, add_operator, db_state, set_fault)
+    clock = ScenarioClock()
+    with counter_rig(db_path=db_path, key_path=key_path, sandbox_url=sandbox_url, clock=clock) as rig:
+        runner = ScenarioRunner(
+            rig.counter, CodeReader(), clock, rig.network, rig.deliver, rig.add_operator, rig.db_state, rig.set_fault
+        )
         try:
             for number, line in lines:
                 runner.play(number, line)
@@ -382,4 +433,4 @@ def run_scenario(
         for failure in runner.transcript.failures:
             print(f"expectation failed: {failure}", file=sys.stderr)
         return 1 if runner.transcript.failures else 0
-    return 2  # unreachable: ExitStack does not swallow exceptions
+    return 2  # unreachable: counter_rig does not swallow exceptions

@@ -1,9 +1,8 @@
-"""`comptoir demo`: the e-lecteur reading sample codes, then a whole counter session, until the kiosk exists.
+"""The first part of `comptoir demo`: the e-lecteur reading sample codes.
 
 Each sample is rendered to an image, decoded back from the PNG file with zxing-cpp, read by the
-core, and what was understood is printed and written to a transcript next to the images. Then the
-scripted session ``docs/scenarios/apcv-full.jsonl`` is played against the sandbox teleservices and
-its transcript written as ``session.json``.
+core, and what was understood is printed and written to a transcript next to the images. The
+counter session itself is then played on the kiosk (``ui/demo.py``).
 """
 
 from __future__ import annotations
@@ -66,34 +65,7 @@ def run_demo(out: Path) -> int:
     transcript = "\n".join(lines) + "\n"
     (out / "transcript.txt").write_text(transcript, encoding="utf-8")
     sys.stdout.write(transcript)
-    session_status = _play_session(out)
-    return 0 if surprises == 0 and session_status == 0 else 1
-
-
-SESSION_SCRIPT = Path(__file__).resolve().parents[1] / "docs" / "scenarios" / "apcv-full.jsonl"
-
-
-def _play_session(out: Path) -> int:
-    """A whole counter session on the sandbox: what each step showed, and what the patient paid."""
-    from appliance.scenario import run_scenario
-
-    printed: list[str] = []
-    db = out / "counter.db"
-    for stale in out.glob("counter.db*"):
-        stale.unlink()
-    status = run_scenario(SESSION_SCRIPT, db_path=db, key_path=None, sandbox_url=None, out=printed.append)
-    (out / "session.json").write_text(printed[0] if printed else "{}", encoding="utf-8")
-    report = json.loads(printed[0]) if printed else {"transcript": [], "outcome": {}}
-    sys.stdout.write(f"\ncounter session ({SESSION_SCRIPT.name}), against the sandbox teleservices:\n")
-    for entry in report["transcript"]:
-        if "event" in entry:
-            event = json.dumps(entry["event"], ensure_ascii=False)
-            sys.stdout.write(f"  {entry['step']:<13} {'ok ' if entry['accepted'] else 'NO '} {event}")
-            sys.stdout.write(f"  -> {entry['message']}\n" if entry.get("message") else "\n")
-    for line in report["outcome"].get("receipt", []):
-        sys.stdout.write(f"  | {line}\n")
-    sys.stdout.write(f"session {'played as expected' if status == 0 else 'DID NOT go as expected'}\n")
-    return status
+    return 0 if surprises == 0 else 1
 
 
 def _describe(sample: SampleCode, image: Path, decoded: list[DecodedCode], ok: bool) -> list[str]:

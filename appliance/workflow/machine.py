@@ -812,25 +812,142 @@ class Counter:
         }
 
     def view(self) -> dict[str, Any]:
-        """What the screens show now (no identity data beyond what the patient sees on screen)."""
+        """What the screens show now: a read-only projection for the kiosk (never a NIR or an INS matricule).
+
+        The counts (``identity_choices``, ``lines``, ``boxes``) stay numbers for the scenario scripts;
+        the kiosk's details sit beside them (``*_list``, ``rights``, ``prescription``, ``amounts``...).
+        """
         s = self.session
+        today = self.today()
+        traits = s.ins.traits if s.ins else (s.beneficiary.traits if s.beneficiary else None)
         return {
             "step": self.step.value,
             "online": self.online,
+            "operator": self.operator_id is not None,
             "beneficiaries": [
                 {"rank": b.rank, "first_names": b.traits.first_names, "birth_name": b.traits.birth_name}
                 for b in s.beneficiaries
             ]
             if self.step is Step.CHOOSE_BENEFICIARY
             else [],
+            "patient": None
+            if traits is None or self.step is Step.ATTRACT
+            else {
+                "first_names": traits.first_names,
+                "birth_name": traits.birth_name,
+                "birth_date": msg.fr_date(traits.birth_date),
+            },
             "identity_choices": len(s.identity_choices),
+            "identity_choice_list": [
+                {
+                    "first_names": ins.traits.first_names,
+                    "birth_name": ins.traits.birth_name,
+                    "sex": ins.traits.sex,
+                    "birth_date": msg.fr_date(ins.traits.birth_date),
+                    "birth_place": ins.traits.birth_place or "",
+                }
+                for ins in s.identity_choices
+            ],
             "traits_to_confirm": sorted(s.traits_to_confirm),
+            "traits_differences": [
+                {"trait": name, "label": TRAIT_LABELS.get(name, name), "on_file": old, "now": new}
+                for name, (old, new) in sorted(s.traits_to_confirm.items())
+            ],
             "qualification_prompt": s.qualification_prompt,
             "ins_status": s.ins_status.value if s.ins_status else None,
+            "rights": {
+                "amo": None
+                if s.amo is None
+                else {
+                    "source": s.amo_source,
+                    "valid": s.amo.covers(today),
+                    "valid_to": msg.fr_date(s.amo.valid_to),
+                    "ald": s.amo.ald,
+                    "c2s": s.amo.c2s,
+                },
+                "amc": None
+                if s.amc is None
+                else {
+                    "source": s.amc_source,
+                    "valid": s.amc.covers(today),
+                    "valid_to": msg.fr_date(s.amc.valid_to),
+                    "coverage_pct": s.amc.coverage_pct,
+                },
+            },
+            "prescription": None
+            if not s.lines() and not s.prescription_degraded
+            else {
+                "prescriber": s.prescription.prescriber if s.prescription else "",
+                "prescribed_on": msg.fr_date(s.prescription.prescribed_on) if s.prescription else "",
+                "renewals": s.prescription.renewals if s.prescription else 0,
+                "renewal": s.renewal,
+                "degraded": s.prescription_degraded,
+                "confirmed": s.prescription_confirmed,
+            },
             "lines": len(s.lines()),
+            "line_list": [
+                {
+                    "line": line.line_no,
+                    "label": line.label,
+                    "quantity": line.quantity,
+                    "dispensed": sum(1 for b in s.boxes if b.line_no == line.line_no),
+                    "ald": line.ald,
+                }
+                for line in s.lines()
+            ],
             "boxes": len(s.boxes),
+            "box_list": [
+                {
+                    "name": product.name if (product := self.products.get(b.cip13)) else b.cip13,
+                    "cip13": b.cip13,
+                    "serial": b.serial or "",
+                    "expiry": msg.fr_date(date.fromisoformat(b.expiry)) if b.expiry else "",
+                    "line": b.line_no,
+                    "substitution": b.substitution,
+                }
+                for b in s.boxes
+            ],
+            "discrepancies": s.discrepancies() if self.step in (Step.DISPENSATION, Step.CONTROL) else [],
+            "annotation": s.annotation,
             "to_pay": s.bill.to_pay_cents if s.bill else None,
+            "amounts": None
+            if s.bill is None
+            else {
+                "total": s.bill.total_cents,
+                "amo": s.bill.amo_cents,
+                "amc": s.bill.amc_cents,
+                "to_pay": s.bill.to_pay_cents,
+            },
+            "claim": s.claim_number,
+            "receipt": list(self.last_outcome.get("receipt", []))
+            if self.step is Step.ATTRACT and self.last_outcome
+            else [],
+            "later": self._completed_later(),
         }
+
+    def _completed_later(self) -> list[str]:
+        """What the session left to the outbox for lack of network, in the words of the offline notice."""
+        s = self.session
+        later: list[str] = []
+        if s.ins is None and s.ins_status is IdentityStatus.PROV and not self.online:
+            later.append("la recherche INSi")
+        if s.amo_source == "card" and s.card_data_stale and not self.online:
+            later.append("les droits AMO (ADRi)")
+        if s.amc_source == "attestation":
+            later.append("les droits mutuelle (IDB)")
+        if s.prescription_degraded:
+            later.append("l'ordonnance numérique")
+        return later
+
+
+TRAIT_LABELS = {
+    "birth_name": "Nom de naissance",
+    "first_names": "Prénoms",
+    "sex": "Sexe",
+    "birth_date": "Date de naissance",
+    "birth_place": "Lieu de naissance",
+}
+"""The INS traits as the identity screen names them."""
 
 
 def _differences(on_file: Traits, now: Traits) -> dict[str, tuple[str, str]]:

@@ -1,0 +1,310 @@
+"""Screen states for the screenshot tests: views shaped exactly like ``Counter.view()`` (a test checks
+the keys), one per screen and variant, with what each must visibly show."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any
+
+BASE: dict[str, Any] = {
+    "step": "attract",
+    "online": True,
+    "operator": False,
+    "beneficiaries": [],
+    "patient": None,
+    "identity_choices": 0,
+    "identity_choice_list": [],
+    "traits_to_confirm": [],
+    "traits_differences": [],
+    "qualification_prompt": False,
+    "ins_status": None,
+    "rights": {"amo": None, "amc": None},
+    "prescription": None,
+    "lines": 0,
+    "line_list": [],
+    "boxes": 0,
+    "box_list": [],
+    "discrepancies": [],
+    "annotation": "",
+    "to_pay": None,
+    "amounts": None,
+    "claim": None,
+    "receipt": [],
+    "later": [],
+}
+PATIENT = {"first_names": "MARIE CLAIRE", "birth_name": "DURAND", "birth_date": "12/03/1968"}
+AMO = {"source": "adri", "valid": True, "valid_to": "31/12/2029", "ald": False, "c2s": False}
+AMC = {"source": "idb", "valid": True, "valid_to": "31/12/2026", "coverage_pct": 100}
+RX = {
+    "prescriber": "Dr Hélène VIDAL, médecin généraliste",
+    "prescribed_on": "10/06/2026",
+    "renewals": 2,
+    "renewal": 0,
+    "degraded": False,
+    "confirmed": False,
+}
+LINES = [
+    {"line": 1, "label": "DOLIPRANE 1000 mg cp B/8", "quantity": 2, "dispensed": 1, "ald": False},
+    {"line": 2, "label": "AMOXICILLINE BIOGARAN 1 g cp B/6", "quantity": 1, "dispensed": 1, "ald": False},
+]
+BOXES = [
+    {"name": "DOLIPRANE 1000 mg cp B/8", "cip13": "3400930000120", "serial": "S1", "expiry": "31/05/2027"},
+    {"name": "CLAMOXYL 1 g cp B/6", "cip13": "3400930000779", "serial": "S2", "expiry": "30/09/2027"},
+]
+BOXES[0].update(line=1, substitution=False)
+BOXES[1].update(line=2, substitution=True)
+GAPS = [
+    {"line": 1, "kind": "quantity", "prescribed": 2, "dispensed": 1},
+    {"line": 2, "kind": "substitution", "prescribed": "3400930000649", "dispensed": "3400930000779"},
+]
+
+
+def view(**changes: Any) -> dict[str, Any]:
+    state = copy.deepcopy(BASE)
+    state.update(changes)
+    return state
+
+
+@dataclass(frozen=True)
+class ScreenState:
+    name: str
+    view: dict[str, Any]
+    screen: str
+    expect_text: str
+    """A text that must be visible (through the widget tree)."""
+    button: str | None = None
+    """A button (by intent) whose colour is checked at its place."""
+    colour: str = "primary"
+    message: str | None = None
+    accepted: bool = True
+    kind: str = "scan"
+    panel: str | None = None
+    """``operators``, ``pin`` or ``work``: the pharmacist panel on top."""
+    busy: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+STATES = [
+    ScreenState(
+        "attract",
+        view(),
+        "attract",
+        "Présentez votre carte Vitale, votre ordonnance, votre attestation",
+        "open_panel",
+        "secondary",
+    ),
+    ScreenState(
+        "scan-error",
+        view(),
+        "attract",
+        "Code illisible, réessayez",
+        "open_panel",
+        "secondary",
+        message="Code illisible, réessayez (GS1 code cannot be read)",
+        accepted=False,
+    ),
+    ScreenState(
+        "choose",
+        view(
+            step="choose-beneficiary",
+            beneficiaries=[
+                {"rank": 1, "first_names": "JEAN PIERRE", "birth_name": "MARTIN"},
+                {"rank": 1, "first_names": "SOPHIE", "birth_name": "BERNARD"},
+                {"rank": 2, "first_names": "LEA", "birth_name": "MARTIN"},
+                {"rank": 3, "first_names": "HUGO", "birth_name": "MARTIN"},
+            ],
+        ),
+        "choose",
+        "Lea MARTIN",
+        "choose_beneficiary:2",
+        message="Choisissez la personne concernée",
+    ),
+    ScreenState(
+        "identity-choices",
+        view(
+            step="identity",
+            identity_choices=2,
+            identity_choice_list=[
+                {
+                    "first_names": "NADIA",
+                    "birth_name": "PETIT",
+                    "sex": "F",
+                    "birth_date": "04/07/1990",
+                    "birth_place": "13055",
+                },
+                {
+                    "first_names": "NADIA",
+                    "birth_name": "PETIT",
+                    "sex": "F",
+                    "birth_date": "04/07/1990",
+                    "birth_place": "69123",
+                },
+            ],
+        ),
+        "identity",
+        "Plusieurs identités : le pharmacien choisit",
+        "choose_identity:1",
+    ),
+    ScreenState(
+        "identity-traits",
+        view(
+            step="identity",
+            patient=PATIENT,
+            traits_to_confirm=["birth_name"],
+            traits_differences=[
+                {"trait": "birth_name", "label": "Nom de naissance", "on_file": "DURANT", "now": "DURAND"}
+            ],
+        ),
+        "identity",
+        "Nom de naissance : DURANT, devient DURAND",
+        "confirm_traits",
+    ),
+    ScreenState(
+        "identity-qualification",
+        view(step="identity", patient=PATIENT, qualification_prompt=True, ins_status="RECUP"),
+        "identity",
+        "Pièce d'identité présentée et conforme ?",
+        "document_checked",
+    ),
+    ScreenState(
+        "rights",
+        view(step="rights", patient=PATIENT, rights={"amo": AMO, "amc": dict(AMC, valid=False, valid_to="31/12/2025")}),
+        "rights",
+        "Attestation mutuelle expirée le 31/12/2025",
+        "continue",
+        message="Attestation mutuelle expirée le 31/12/2025",
+        accepted=True,
+    ),
+    ScreenState(
+        "prescription",
+        view(
+            step="prescription",
+            patient=PATIENT,
+            rights={"amo": AMO, "amc": AMC},
+            prescription=RX,
+            lines=2,
+            line_list=[dict(line, dispensed=0) for line in LINES],
+        ),
+        "prescription",
+        "2 × DOLIPRANE 1000 mg cp B/8",
+        "confirm_prescription",
+    ),
+    ScreenState(
+        "prescription-dispensed",
+        view(step="rights", patient=PATIENT, rights={"amo": AMO, "amc": AMC}),
+        "rights",
+        "Cette ordonnance a déjà été délivrée",
+        "cancel",
+        "danger",
+        message="Cette ordonnance a déjà été délivrée",
+        accepted=False,
+    ),
+    ScreenState(
+        "dispensation",
+        view(
+            step="dispensation",
+            patient=PATIENT,
+            prescription=dict(RX, confirmed=True),
+            lines=2,
+            line_list=LINES,
+            boxes=2,
+            box_list=BOXES,
+            discrepancies=GAPS,
+        ),
+        "dispensation",
+        "Boîtes scannées : 2",
+        "continue",
+        message="CLAMOXYL 1 g cp B/6",
+    ),
+    ScreenState(
+        "control",
+        view(
+            step="control",
+            patient=PATIENT,
+            prescription=dict(RX, confirmed=True),
+            lines=2,
+            line_list=LINES,
+            boxes=2,
+            box_list=BOXES,
+            discrepancies=GAPS,
+        ),
+        "control",
+        "2 écart(s) à contrôler",
+        "validate",
+        message="2 écart(s) à contrôler",
+    ),
+    ScreenState(
+        "payment",
+        view(
+            step="payment",
+            patient=PATIENT,
+            to_pay=345,
+            claim=7,
+            amounts={"total": 1234, "amo": 789, "amc": 100, "to_pay": 345},
+        ),
+        "payment",
+        "3,45\u00a0€",
+        "close",
+        message="À payer : 3,45 €",
+        kind="intent:validate",
+    ),
+    ScreenState(
+        "thanks",
+        view(receipt=["Facture n° 7", "DOLIPRANE 1000 mg cp B/8 x1 : 1,96 €", "Réglé : 3,45 €"]),
+        "thanks",
+        "Merci, à bientôt",
+        message="Merci, à bientôt",
+        kind="intent:close",
+    ),
+    ScreenState(
+        "waiting", view(step="attract"), "waiting", "Un instant, s'il vous plaît", "cancel", "danger", busy=True
+    ),
+    ScreenState(
+        "offline",
+        view(
+            step="prescription",
+            online=False,
+            patient=PATIENT,
+            rights={"amo": dict(AMO, source="card"), "amc": None},
+            prescription=dict(RX, degraded=True, prescriber="", prescribed_on=""),
+            later=["la recherche INSi", "l'ordonnance numérique"],
+        ),
+        "prescription",
+        "à compléter au retour du réseau : la recherche INSi, l'ordonnance numérique",
+        "open_panel",
+        "secondary",
+        message="Saisissez les lignes de l'ordonnance papier; Hors ligne : l'ordonnance numérique sera complété au "
+        "retour du réseau",
+    ),
+    ScreenState(
+        "panel-operators",
+        view(step="control", patient=PATIENT),
+        "control",
+        "Qui êtes-vous ?",
+        "operator:alice",
+        panel="operators",
+    ),
+    ScreenState(
+        "panel-pin", view(step="control", patient=PATIENT), "control", "Code personnel de alice", "pin:ok", panel="pin"
+    ),
+    ScreenState(
+        "panel-work",
+        view(
+            step="control",
+            patient=PATIENT,
+            prescription=dict(RX, confirmed=True),
+            lines=2,
+            line_list=LINES,
+            boxes=2,
+            box_list=BOXES,
+            discrepancies=GAPS,
+            annotation="Une seule boîte en stock",
+            operator=True,
+        ),
+        "control",
+        "Ligne 1 : 1 boîte(s) délivrée(s) sur 2 prescrite(s)",
+        "validate",
+        panel="work",
+    ),
+]

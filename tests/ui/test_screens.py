@@ -1,0 +1,114 @@
+"""Every screen at 800×480 and 1280×800 (and portrait), offscreen: what a patient sees must be there,
+inside the screen, with finger-sized buttons in the kiosk's colours. The PNGs stay in the tmp folder."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image
+
+from tests.ui.conftest import finish_windowed, start_windowed
+from tests.ui.states import STATES
+from ui import theme
+
+DISPLAYS = {
+    "800x480": ("800x480", "landscape"),
+    "1280x800": ("1280x800", "landscape"),
+    "480x800": ("800x480", "portrait"),
+}
+COLOURS = {"primary": theme.PRIMARY, "secondary": theme.SECONDARY, "danger": theme.DANGER}
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """One process per display renders every state (side by side); the first one's watchdog is heard."""
+    outs = {name: tmp_path_factory.mktemp(f"screens-{name}") for name in DISPLAYS}
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(outs["800x480"] / "notify.sock"))
+    sock.settimeout(0.05)
+    messages: list[str] = []
+    stop = threading.Event()
+    listener = threading.Thread(target=_listen, args=(sock, messages, stop), daemon=True)
+    listener.start()
+    try:
+        running = {}
+        for name, (preset, orientation) in DISPLAYS.items():
+            heard = name == "800x480"
+            env = {"NOTIFY_SOCKET": str(outs[name] / "notify.sock"), "WATCHDOG_USEC": "200000"} if heard else {}
+            running[name] = start_windowed("screens", outs[name], preset, orientation, env=env)
+        results = {name: finish_windowed(process, outs[name], timeout=80) for name, process in running.items()}
+    finally:
+        stop.set()
+        listener.join(2)
+        sock.close()
+    results["800x480"]["notify"] = messages
+    return results
+
+
+def _listen(sock: socket.socket, messages: list[str], stop: threading.Event) -> None:
+    """systemd's side of sd_notify: read every datagram as it comes."""
+    while not stop.is_set():
+        try:
+            messages.append(sock.recv(64).decode())
+        except TimeoutError:
+            continue
+
+
+def _state(rendered: dict[str, Any], display: str, name: str) -> dict[str, Any]:
+    return next(s for s in rendered[display]["states"] if s["name"] == name)
+
+
+CASES = [(display, state) for display in DISPLAYS for state in STATES]
+
+
+@pytest.mark.parametrize(("display", "state"), CASES, ids=[f"{d}-{s.name}" for d, s in CASES])
+def test_screen_shows_its_state(rendered: dict[str, Any], display: str, state: Any) -> None:
+    facts = _state(rendered, display, state.name)
+    width, height = facts["window"]
+    assert (width, height) == ((480, 800) if display == "480x800" else tuple(map(int, display.split("x"))))
+    assert facts["screen"] == state.screen
+    assert facts["panel_open"] == (state.panel is not None)
+    # the text is visible through the widget tree
+    assert any(state.expect_text in text for text in facts["texts"]), facts["texts"]
+    # nothing drawn outside the screen, no text cut by its box
+    assert facts["outside"] == []
+    assert facts["overflow"] == []
+    # finger-sized buttons (15 mm) inside the screen
+    touch = rendered[display]["touch_px"]
+    for button in facts["buttons"]:
+        x, y, w, h = button["box"]
+        assert w >= touch - 1 and h >= touch - 1, button
+        assert x >= -1 and y >= -1 and x + w <= width + 1 and y + h <= height + 1, button
+    # the button's colour at its place in the picture
+    if state.button is not None:
+        found = [b for b in facts["buttons"] if b["intent"] == state.button]
+        assert found, f"no {state.button} button: {[b['intent'] for b in facts['buttons']]}"
+        x, y, w, h = found[0]["box"]
+        image = Image.open(Path(facts["png"])).convert("RGB")
+        assert image.size == (width, height)
+        pixel = image.getpixel((x + 4, height - 1 - (y + h // 2)))
+        expected = tuple(round(c * 255) for c in COLOURS[state.colour][:3])
+        assert all(abs(a - b) <= 3 for a, b in zip(pixel, expected, strict=True)), (pixel, expected)
+
+
+def test_no_pin_digit_is_ever_shown(rendered: dict[str, Any]) -> None:
+    for display in DISPLAYS:
+        facts = _state(rendered, display, "panel-pin")
+        assert "••" in facts["texts"]
+        assert not any(text in ("24", "2 4") for text in facts["texts"])
+
+
+def test_touch_targets_follow_the_display_density(rendered: dict[str, Any]) -> None:
+    assert rendered["800x480"]["touch_px"] == 79  # 15 mm on a 7" 800×480 panel (133 dpi)
+    assert rendered["1280x800"]["touch_px"] == 88  # 15 mm on a 10.1" 1280×800 panel (149 dpi)
+
+
+def test_the_watchdog_is_pinged_from_the_kivy_clock(rendered: dict[str, Any]) -> None:
+    notify = rendered["800x480"]["notify"]
+    assert notify[0] == "READY=1"
+    assert notify.count("WATCHDOG=1") >= 5  # every 0.1 s (half of WATCHDOG_USEC) for several seconds
+    assert rendered["800x480"]["watchdog_pings"] == notify.count("WATCHDOG=1")

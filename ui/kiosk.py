@@ -1,0 +1,142 @@
+"""The kiosk's composition root: the core, its store and teleservices, the worker, the view model.
+
+Devices feed the controller through the same ports the real drivers use: a scanner delivers a
+:class:`ScanEvent` to :meth:`KioskController.scan` (a ``ScanSink``), the card reader a
+:class:`CardInserted` or a removal. In the demo and the tests :class:`SimulatedDevices` does that.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+from appliance.codes.reader import CodeReader
+from appliance.domain import Role
+from appliance.scan import ScanEvent
+from appliance.scenario import START, CounterRig, counter_rig
+from appliance.workflow.events import CardInserted
+from ui.clock import KioskClock
+from ui.config import KioskConfig
+from ui.controller import KioskController
+from ui.viewmodel import KioskViewModel
+from ui.worker import CounterWorker, Post
+
+DEMO_OPERATORS = (("alice", Role.PHARMACIEN, "2468"), ("bruno", Role.PREPARATEUR, "1357"))
+
+
+@dataclass
+class Kiosk:
+    rig: CounterRig
+    controller: KioskController
+    vm: KioskViewModel
+    clock: KioskClock
+    config: KioskConfig
+    devices: SimulatedDevices
+
+
+class SimulatedDevices:
+    """A scanner and a carte Vitale reader played by software, delivering where real drivers would."""
+
+    def __init__(self, controller: KioskController, source: str = "simulated:scanner") -> None:
+        self.controller = controller
+        self.source = source
+
+    def scan(self, raw: bytes) -> None:
+        self.controller.scan(ScanEvent(raw=raw, source=self.source, timestamp=time.time()))
+
+    def box(self, cip13: str, serial: str, expiry: str = "2027-12-31", lot: str = "LOT1") -> None:
+        """The GS1 DataMatrix of a medicine box."""
+        day = date.fromisoformat(expiry).strftime("%y%m%d")
+        self.scan(f"010{cip13}17{day}10{lot}\x1d21{serial}".encode("ascii"))
+
+    def insert_card(self, case: str, data_on: date | None = None) -> None:
+        """A carte Vitale of a sandbox population case."""
+        self.controller.card_inserted(population_card(case, data_on))
+
+    def remove_card(self) -> None:
+        self.controller.card_removed()
+
+
+def population_card(case: str, data_on: date | None = None) -> CardInserted:
+    from sandbox.population import CASES, PEOPLE
+
+    members = [PEOPLE[key] for key in CASES[case].members]
+    return CardInserted(
+        beneficiaries=tuple(p.beneficiary for p in members),
+        amo={p.beneficiary.nir: p.amo for p in members},
+        data_on=data_on or START.date(),
+    )
+
+
+@contextlib.contextmanager
+def kiosk_against_sandbox(
+    config: KioskConfig,
+    post: Post,
+    *,
+    db_path: Path | None = None,
+    sandbox_url: str | None = None,
+    operators: Sequence[tuple[str, Role, str]] = DEMO_OPERATORS,
+    start: datetime | None = START,
+    population: object = None,
+) -> Iterator[Kiosk]:
+    """A whole kiosk on a real SQLite store and the sandbox teleservices over HTTP (127.0.0.1).
+
+    The clock starts on the sandbox population's reference day (rights and prescriptions valid),
+    runs in real time, and can be advanced (idle timeout tests).
+    """
+    clock = KioskClock(start)
+
+    def today() -> date:
+        return datetime.fromtimestamp(clock(), tz=UTC).date()
+
+    worker = CounterWorker(post)
+    worker.start()
+    rig_context = counter_rig(
+        db_path=db_path,
+        key_path=None,
+        sandbox_url=sandbox_url,
+        clock=clock,
+        population=population,
+        sandbox_today=today,
+        timeout=config.expected_call_s,
+    )
+
+    def open_rig() -> tuple[CounterRig, list[str]]:
+        rig = rig_context.__enter__()
+        for name, role, pin in operators:
+            rig.add_operator(name, role, pin)
+        return rig, rig.operator_names()
+
+    try:
+        rig, names = worker.call(open_rig)
+    except BaseException:
+        worker.stop()
+        raise
+    try:
+        controller = KioskController(
+            rig.counter,
+            CodeReader(),
+            post,
+            set_network=lambda up: setattr(rig.network, "up", up),
+            deliver=rig.deliver,
+            worker=worker,
+        )
+        vm = KioskViewModel(
+            controller,
+            thanks_s=config.thanks_s,
+            banner_s=config.banner_s,
+            waiting_after_s=config.waiting_after_s,
+            expected_call_s=config.expected_call_s,
+            panel_lock_s=config.panel_lock_s,
+        )
+        controller.listener = vm
+        vm.set_operators(names)
+        vm.products = [(p.name, p.cip13) for p in rig.counter.products][:8]
+        yield Kiosk(rig, controller, vm, clock, config, SimulatedDevices(controller))
+    finally:
+        worker.call(lambda: rig_context.__exit__(None, None, None))
+        worker.stop()

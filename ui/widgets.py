@@ -1,0 +1,221 @@
+"""Kiosk widgets used by the kv screens: flat high-contrast buttons, lists rebuilt from view-model rows,
+and the attract screen's pictograms (drawn, so the kiosk ships no image files)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kivy.graphics import Color, Line, Rectangle, RoundedRectangle
+from kivy.properties import BooleanProperty, ListProperty, NumericProperty, OptionProperty, StringProperty
+from kivy.uix.boxlayout import BoxLayout
+from kivy.uix.button import Button
+from kivy.uix.gridlayout import GridLayout
+from kivy.uix.label import Label
+from kivy.uix.widget import Widget
+
+from ui import theme
+
+
+class KButton(Button):  # type: ignore[misc]
+    """A flat button at least one touch target high and wide; darker while pressed."""
+
+    kind = OptionProperty("primary", options=list(theme.BUTTON_COLORS))
+    intent = StringProperty("")
+    """The intent or action it stands for (the tests and the journey find buttons by it)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.background_normal = ""
+        self.background_down = ""
+        self.background_disabled_normal = ""
+        self.background_disabled_down = ""
+        self.bind(kind=self._paint, state=self._paint, disabled=self._paint)
+        self._paint()
+
+    def _paint(self, *_: Any) -> None:
+        normal, down = theme.BUTTON_COLORS[self.kind]
+        if self.disabled:
+            self.background_color, self.disabled_color = theme.ROW, theme.MUTED
+        else:
+            self.background_color = normal if self.state == "normal" else down
+        self.color = theme.WHITE
+
+
+class Deck(BoxLayout):  # type: ignore[misc]
+    """Pages of which only ``current`` is attached: switching is immediate and leaves no ghost behind.
+
+    (A ScreenManager switched twice in one frame, even with NoTransition, can leave the previous
+    screen drawn under the new one.)
+    """
+
+    current = StringProperty("")
+
+    def __init__(self, **kwargs: Any) -> None:
+        self.pages: list[Any] = []
+        super().__init__(**kwargs)
+
+    def add_widget(self, widget: Any, *args: Any, **kwargs: Any) -> None:
+        # kv sets a page's name after adding it: names are looked up when switching
+        self.pages.append(widget)
+        if len(self.pages) == 1:
+            super().add_widget(widget, *args, **kwargs)
+
+    def on_current(self, _deck: Any, name: str) -> None:
+        page = next((p for p in self.pages if getattr(p, "name", None) == name), None)
+        if page is None:
+            raise KeyError(f"no page named {name!r}")
+        if page.parent is self:
+            return
+        for child in list(self.children):
+            super().remove_widget(child)
+        super().add_widget(page)
+
+
+class RowLabel(Label):  # type: ignore[misc]
+    """One row of a list; ``gap`` highlights a discrepancy."""
+
+    gap = BooleanProperty(False)
+    dense = BooleanProperty(False)
+    unit = NumericProperty(80)
+
+
+class RowList(BoxLayout):  # type: ignore[misc]
+    """Rows rebuilt from ``items`` (dicts with ``text`` and optional ``gap``, ``done``)."""
+
+    items = ListProperty([])
+    unit = NumericProperty(80)
+    empty = StringProperty("")
+    dense = BooleanProperty(False)
+    """Smaller rows (receipt, amounts, boxes): more fit on a 480-pixel screen."""
+
+    def on_items(self, *_: Any) -> None:
+        self.rebuild()
+
+    def on_unit(self, *_: Any) -> None:
+        self.rebuild()
+
+    def on_dense(self, *_: Any) -> None:
+        self.rebuild()
+
+    def rebuild(self) -> None:
+        self.clear_widgets()
+        rows = list(self.items)
+        if not rows and self.empty:
+            rows = [{"text": self.empty}]
+        for item in rows:
+            text = str(item.get("text", ""))
+            if item.get("done"):
+                text = f"{text}   [b]{item['done']}[/b]"
+            self.add_widget(RowLabel(text=text, gap=bool(item.get("gap")), unit=self.unit, dense=self.dense))
+
+
+class ChoiceList(GridLayout):  # type: ignore[misc]
+    """One big button per item (dicts with ``index`` and ``text``); ``on_choice(index)`` when touched."""
+
+    items = ListProperty([])
+    unit = NumericProperty(80)
+    kind = StringProperty("primary")
+    intent = StringProperty("")
+
+    __events__ = ("on_choice",)
+
+    def on_items(self, *_: Any) -> None:
+        self.rebuild()
+
+    def on_unit(self, *_: Any) -> None:
+        self.rebuild()
+
+    def rebuild(self) -> None:
+        self.clear_widgets()
+        for item in self.items:
+            button = KButton(
+                text=str(item["text"]),
+                kind="secondary" if item.get("selected") else self.kind,
+                intent=f"{self.intent}:{item['index']}",
+                size_hint_y=None,
+                height=self.unit,
+                font_size=self.unit * theme.BODY,
+                halign="center",
+                valign="middle",
+            )
+            button.bind(size=lambda b, s: setattr(b, "text_size", (s[0] - 20, None)))
+            button.bind(on_release=lambda b, index=item["index"]: self.dispatch("on_choice", index))
+            self.add_widget(button)
+
+    def on_choice(self, index: int) -> None:
+        """Default handler (kv binds the real one)."""
+
+
+class ProgressStrip(Widget):  # type: ignore[misc]
+    """A flat progress bar (0 to 1) in the kiosk's colours."""
+
+    value = NumericProperty(0.0)
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.bind(pos=self.draw, size=self.draw, value=self.draw)
+
+    def draw(self, *_: Any) -> None:
+        self.canvas.clear()
+        with self.canvas:
+            Color(*theme.ROW)
+            RoundedRectangle(pos=self.pos, size=self.size, radius=[self.height / 2])
+            Color(*theme.PRIMARY)
+            filled = max(self.height, self.width * max(0.0, min(1.0, self.value)))
+            RoundedRectangle(pos=self.pos, size=(filled, self.height), radius=[self.height / 2])
+
+
+class Pictogram(Widget):  # type: ignore[misc]
+    """The three things to present: ``card`` (carte Vitale), ``phone`` (apCV QR), ``paper`` (ordonnance)."""
+
+    kind = OptionProperty("card", options=["card", "phone", "paper"])
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.bind(pos=self.draw, size=self.draw, kind=self.draw)
+
+    def draw(self, *_: Any) -> None:
+        self.canvas.clear()
+        side = min(self.width, self.height)
+        x0, y0 = self.center_x - side / 2, self.center_y - side / 2
+        ink = theme.PRIMARY
+        with self.canvas:
+            if self.kind == "card":
+                w, h = side, side * 0.63
+                y = self.center_y - h / 2
+                Color(*ink)
+                RoundedRectangle(pos=(x0, y), size=(w, h), radius=[side * 0.06])
+                Color(1.0, 0.83, 0.3, 1)
+                RoundedRectangle(pos=(x0 + w * 0.12, y + h * 0.38), size=(w * 0.2, h * 0.28), radius=[side * 0.02])
+                Color(*theme.WHITE)
+                Rectangle(pos=(x0 + w * 0.12, y + h * 0.12), size=(w * 0.6, h * 0.07))
+            elif self.kind == "phone":
+                w, h = side * 0.56, side
+                x = self.center_x - w / 2
+                Color(*theme.SECONDARY)
+                RoundedRectangle(pos=(x, y0), size=(w, h), radius=[side * 0.07])
+                Color(*theme.WHITE)
+                q = w * 0.7
+                qx, qy = x + (w - q) / 2, y0 + (h - q) / 2
+                Rectangle(pos=(qx, qy), size=(q, q))
+                Color(*theme.TEXT)
+                cell = q / 7
+                for i, j in [(0, 0), (0, 5), (5, 0), (2, 3), (3, 2), (4, 4), (3, 5), (5, 3), (1, 2)]:
+                    Rectangle(pos=(qx + i * cell, qy + j * cell), size=(cell * (2 if (i, j) in _BIG else 1),) * 2)
+            else:
+                w, h = side * 0.74, side
+                x = self.center_x - w / 2
+                Color(*theme.SECONDARY)
+                Rectangle(pos=(x, y0), size=(w, h))
+                Color(*theme.WHITE)
+                Rectangle(pos=(x + 3, y0 + 3), size=(w - 6, h - 6))
+                Color(*theme.SECONDARY)
+                for k in range(5):
+                    yy = y0 + h * (0.75 - k * 0.14)
+                    Line(points=[x + w * 0.15, yy, x + w * (0.85 if k % 2 == 0 else 0.6), yy], width=side * 0.015)
+                Color(*theme.PRIMARY)
+                Rectangle(pos=(x + w * 0.66, y0 + h * 0.08), size=(w * 0.08, h * 0.2))
+                Rectangle(pos=(x + w * 0.6, y0 + h * 0.14), size=(w * 0.2, h * 0.08))
+
+
+_BIG = {(0, 0), (0, 5), (5, 0)}
