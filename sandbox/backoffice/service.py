@@ -68,6 +68,8 @@ class BackOfficeSettings:
     signing_key: Ed25519PrivateKey
     http_port: int = 0
     client_id: str = "backoffice"
+    reports: Path | None = None
+    """Where ``comptoir reconcile --out`` writes its report: the page shows the same reconciliation."""
 
 
 class BackOffice:
@@ -283,7 +285,7 @@ def _page(fleet: list[dict[str, Any]]) -> str:
         "<table border='1' cellpadding='4'><tr><th>poste</th><th>état</th><th>version</th>"
         "<th>file d'envoi</th><th>dernière synchro</th><th>événements</th><th>rejets récents</th></tr>"
         + "".join(rows)
-        + "</table></body></html>"
+        + "</table><p><a href='/reconciliation'>Rapprochement des paiements</a></p></body></html>"
     )
 
 
@@ -319,8 +321,21 @@ def _handler(backoffice: BackOffice) -> type[BaseHTTPRequestHandler]:
                 self._json(200, {"commands": store.commands(query.get("device"))})
             elif url.path == "/api/health":
                 self._json(200, {"status": "ok", "connected": backoffice.connected})
+            elif url.path in ("/reconciliation", "/api/reconciliation"):
+                self._report(url.path.startswith("/api/"))
             else:
                 self._json(404, {"error": "not found"})
+
+        def _report(self, as_json: bool) -> None:
+            """The payments reconciliation (issue 8), as ``comptoir reconcile`` wrote it last."""
+            reports = backoffice.settings.reports
+            name = "reconciliation.json" if as_json else "reconciliation.html"
+            path = reports / name if reports is not None else None
+            if path is None or not path.is_file():
+                self._json(404, {"error": "aucun rapport de rapprochement : lancez comptoir reconcile --out"})
+                return
+            kind = "application/json; charset=utf-8" if as_json else "text/html; charset=utf-8"
+            self._send(200, path.read_bytes(), kind)
 
         def do_POST(self) -> None:
             if urlsplit(self.path).path != "/api/commands":
@@ -357,6 +372,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--signing-key", type=Path, required=True, help="Ed25519 private key signing commands (PEM)")
     parser.add_argument("--db", type=Path, default=Path("backoffice.db"), help="the back office's SQLite file")
     parser.add_argument("--http-port", type=int, default=8780, help="web page port on 127.0.0.1")
+    parser.add_argument("--reports", type=Path, help="directory of the last `comptoir reconcile --out` report")
     parser.set_defaults(func=cmd_backoffice)
 
 
@@ -366,7 +382,9 @@ def cmd_backoffice(args: argparse.Namespace) -> int:
         print("comptoir backoffice: --signing-key must be an Ed25519 private key", flush=True)
         return 2
     office = BackOffice(
-        BackOfficeSettings(args.host, args.port, args.ca, args.cert, args.key, args.db, signing, args.http_port)
+        BackOfficeSettings(
+            args.host, args.port, args.ca, args.cert, args.key, args.db, signing, args.http_port, reports=args.reports
+        )
     )
     office.start()
     print(f"comptoir backoffice: fleet page on {office.url} (Ctrl-C to stop)", flush=True)

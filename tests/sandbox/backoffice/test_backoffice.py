@@ -109,3 +109,29 @@ def test_fleet_page_and_api_show_each_box(
         stop.set()
         thread.join(10)
     assert office.wait_for(lambda: (office.store.device("ph2/c7") or {}).get("online") is False, 10)
+
+
+def test_the_page_shows_the_payments_reconciliation_written_by_reconcile(tmp_path: Path, pki: Pki) -> None:
+    from appliance.cli import main
+    from sandbox.payments import generate, write_files
+
+    reports = tmp_path / "reports"
+    remittances, camt, _ = write_files(generate(months=1, claims_per_day=8, seed=7), tmp_path / "activity")
+    assert main(["reconcile", "--remittances", str(remittances), "--bank", str(camt), "--out", str(reports)]) == 0
+    issued = pki.client("backoffice")
+    key = Ed25519PrivateKey.generate()
+    # No broker: the web page does not need it (the MQTT client keeps trying in the background).
+    settings = BackOfficeSettings(
+        "127.0.0.1", 9, pki.ca.cert, issued.cert, issued.key, tmp_path / "bo.db", key, reports=reports
+    )
+    office = BackOffice(settings)
+    office.start()
+    try:
+        page = httpx.get(f"{office.url}/reconciliation", timeout=5)
+        data = httpx.get(f"{office.url}/api/reconciliation", timeout=5).json()
+        fleet = httpx.get(f"{office.url}/", timeout=5).text
+    finally:
+        office.stop()
+    assert page.status_code == 200 and "<svg" in page.text
+    assert data == json.loads((reports / "reconciliation.json").read_text(encoding="utf-8"))
+    assert "/reconciliation" in fleet
