@@ -135,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     from sandbox.backoffice.service import register as register_backoffice_commands
     from sandbox.server import add_command as add_sandbox_command
     from sync.service import register as register_sync_commands
+    from ui.production import register as register_kiosk_command
 
     register_store_commands(commands)
     register_payments_commands(commands)
@@ -142,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_sync_commands(commands)
     register_backoffice_commands(commands)
     add_sandbox_command(commands)
+    register_kiosk_command(commands)
     return parser
 
 

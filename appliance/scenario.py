@@ -118,7 +118,7 @@ class ScenarioRunner:
         clock: ScenarioClock,
         network: NetworkSwitch,
         deliver: Callable[[], dict[str, Any]],
-        add_operator: Callable[[str, Role, str], None],
+        add_operator: Callable[[str, Role, str, str | None], None],
         db_state: Callable[[], dict[str, Any]],
         set_fault: Callable[[Any], None],
     ) -> None:
@@ -158,8 +158,14 @@ class ScenarioRunner:
             return
         if "operator" in line and "intent" not in line:
             spec = line["operator"]
-            self.add_operator(str(spec["name"]), Role(spec["role"]), str(spec["pin"]))
-            self.transcript.entries.append({"line": number, "operator": spec["name"], "role": spec["role"]})
+            rpps = spec.get("rpps")
+            self.add_operator(
+                str(spec["name"]), Role(spec["role"]), str(spec["pin"]), None if rpps is None else str(rpps)
+            )
+            entry = {"line": number, "operator": spec["name"], "role": spec["role"]}
+            if rpps is not None:
+                entry["rpps"] = rpps
+            self.transcript.entries.append(entry)
             return
         if "fault" in line:
             self.set_fault(line["fault"])
@@ -297,12 +303,17 @@ class CounterRig:
     network: NetworkSwitch
     base_url: str
 
-    def add_operator(self, name: str, role: Role, pin: str) -> None:
-        """Create an operator unless one of that name exists (scripts and demos replay safely)."""
+    def add_operator(self, name: str, role: Role, pin: str, rpps: str | None = None) -> None:
+        """Create an operator unless one of that name exists (scripts and demos replay safely), and
+        record the RPPS of their CPS when given (the CPS login maps a card to them by it)."""
         from appliance.store import operators
 
-        if not any(op.name == name for op in operators.list_operators(self.db)):
-            operators.add_operator(self.db, name, role, pin)
+        existing = {op.name: op.id for op in operators.list_operators(self.db)}
+        operator_id = existing.get(name)
+        if operator_id is None:
+            operator_id = operators.add_operator(self.db, name, role, pin)
+        if rpps is not None:
+            operators.set_rpps(self.db, operator_id, rpps, by=None)
 
     def operator_names(self) -> list[str]:
         """Active operators, by name, for the kiosk's login pad."""

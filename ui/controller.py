@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from appliance.cards import CardError, CardHolder
 from appliance.codes.reader import CodeReader
 from appliance.scan import ScanEvent
 from appliance.scenario import EXPECTED_KINDS
@@ -95,6 +96,18 @@ class KioskController:
     def intent(self, name: str, **args: Any) -> None:
         self._submit(f"intent:{name}", lambda: Intent(name, dict(args)), self._now())
 
+    def cps_login(self, verify: Callable[[], CardHolder]) -> None:
+        """Log in with a CPS: ``verify`` (the card's ``verify_pin``, a few APDUs) runs on the worker,
+        never on the UI thread, and ``cps_login`` reaches the core only if the card accepted the PIN;
+        a refusal by the card (wrong PIN, blocked, card pulled out) comes back as a refused outcome
+        with the card's French sentence."""
+
+        def job() -> Event:
+            holder = verify()
+            return Intent("cps_login", {"rpps": holder.rpps, "name": holder.display_name})
+
+        self._submit("intent:cps_login", job, self._now())
+
     def tick(self) -> None:
         """Time passed: sent from the UI clock, only when nothing else is queued (ticks never pile up)."""
         if self.worker.idle:
@@ -129,7 +142,11 @@ class KioskController:
             self.post(lambda: listener.began(kind))
 
         def job() -> Result:
-            outcome = self.counter.handle(make_event())
+            try:
+                event = make_event()
+            except CardError as refusal:  # the card said no: nothing reaches the core
+                return Result(kind, Outcome(False, self.counter.step, refusal.message), self.counter.view(), injected)
+            outcome = self.counter.handle(event)
             if after is not None:
                 after()
             return Result(kind, outcome, self.counter.view(), injected)

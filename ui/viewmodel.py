@@ -37,6 +37,7 @@ WAITING_LABELS = {
     "intent:validate": "Validation et facturation…",
     "intent:confirm_prescription": "Enregistrement de l'ordonnance…",
     "intent:login": "Vérification du code personnel…",
+    "intent:cps_login": "Vérification du code de la carte CPS…",
 }
 SEX = {"M": "homme", "F": "femme"}
 ANNOTATIONS = ("Une seule boîte en stock", "Substitution par un générique", "Patient informé de l'écart")
@@ -130,7 +131,11 @@ class KioskViewModel(EventDispatcher):  # type: ignore[misc]
     operator_name = StringProperty("")
     operators = ListProperty([])
     pin_for = StringProperty("")
-    """``login`` or ``validate`` while the PIN pad is up; empty otherwise."""
+    """``login``, ``cps`` or ``validate`` while the PIN pad is up; empty otherwise."""
+    cps_holder = StringProperty("")
+    """Name on the CPS in the reader (empty without one): the pad then asks that card's PIN."""
+    cps_open = BooleanProperty(False)
+    """The panel was unlocked by a CPS: Valider needs no PIN until the card leaves."""
     products = ListProperty([])
     """(label, cip13) the pharmacist can enter in degraded mode."""
 
@@ -148,6 +153,9 @@ class KioskViewModel(EventDispatcher):  # type: ignore[misc]
     ) -> None:
         super().__init__(**kwargs)
         self.actions = actions
+        self.verify_cps: Callable[[str], None] | None = None
+        """Given the PIN typed for the CPS in the reader, has the card check it off the UI thread and
+        sends ``cps_login`` only if the card accepted it (the composition root wires the reader)."""
         self.pin = PinPad()
         self.now = now
         self.thanks_s, self.banner_s = thanks_s, banner_s
@@ -402,7 +410,7 @@ class KioskViewModel(EventDispatcher):  # type: ignore[misc]
         self.panel_open = True
         self.touch_panel()
         if not self.unlocked:
-            self.pin_for = ""
+            self.pin_for = "cps" if self.cps_holder and self.verify_cps is not None else ""
 
     def close_panel(self) -> None:
         self.panel_open = False
@@ -420,7 +428,9 @@ class KioskViewModel(EventDispatcher):  # type: ignore[misc]
     def validate_pressed(self) -> None:
         """Valider on the control screen: the panel opens on the PIN pad (after login when locked)."""
         self.open_panel()
-        if self.unlocked:
+        if self.unlocked and self.cps_open:
+            self.send("validate", cps=True)  # the card proved who validates: no PIN to type
+        elif self.unlocked:
             self.ask_validation()
 
     def ask_validation(self) -> None:
@@ -442,6 +452,9 @@ class KioskViewModel(EventDispatcher):  # type: ignore[misc]
             name = self.operator_name
             self._after_result("intent:login", self._logged_in)
             self.send("login", operator=name, pin=pin)
+        elif self.pin_for == "cps" and self.verify_cps is not None:
+            self._after_result("intent:cps_login", self._cps_logged_in)
+            self.verify_cps(pin)
         elif self.pin_for == "validate":
             self.send("validate", operator=self.operator_name, pin=pin)
 
@@ -450,6 +463,18 @@ class KioskViewModel(EventDispatcher):  # type: ignore[misc]
             self.unlocked = True
             self.pin_for = ""
             self.touch_panel()
+
+    def _cps_logged_in(self, result: Result) -> None:
+        if not result.outcome.accepted:
+            return  # the pad stays on the card's PIN: the message says why (tries left, unknown card)
+        if not self.cps_holder:
+            self.send("logout")  # the card left while its PIN was being checked: no session without it
+            return
+        self.unlocked = True
+        self.cps_open = True
+        self.operator_name = self.cps_holder
+        self.pin_for = ""
+        self.touch_panel()
 
     def _after_result(self, kind: str, callback: Callable[[Result], None]) -> None:
         def once(result: Result) -> None:
@@ -463,6 +488,7 @@ class KioskViewModel(EventDispatcher):  # type: ignore[misc]
         """Lock the panel (timeout, card pulled out, or the Verrouiller button) and log the operator out."""
         was = self.unlocked
         self.unlocked = False
+        self.cps_open = False
         self.operator_name = ""
         self.close_pin()
         self.panel_open = False
@@ -482,6 +508,38 @@ class KioskViewModel(EventDispatcher):  # type: ignore[misc]
         """A card left the reader: the pharmacist's unlock does not outlive it."""
         if self.unlocked:
             self.lock("Carte retirée : espace pharmacien verrouillé")
+
+    # ------------------------------------------------------------------ the pharmacist's CPS
+    def cps_inserted(self, holder: str, tries_left: int, blocked: bool = False) -> None:
+        """A CPS in the reader: the panel opens on its PIN pad (the card checks the PIN, not the store)."""
+        self.cps_holder = holder
+        if blocked:
+            self._say("Carte CPS bloquée : débloquez-la avec son code de déblocage", ok=False)
+            return
+        if self.unlocked:
+            return  # already logged in (PIN pad): the card is there for the next login
+        self.open_panel()
+        self.pin.clear()
+        self.pin_for = "cps" if self.verify_cps is not None else ""
+        self._say(f"Carte CPS de {holder} : saisissez son code ({tries_left} essai(s))", ok=True)
+
+    def cps_removed(self) -> None:
+        """The CPS left the reader: the panel locks and the core's operator session ends with it,
+        whatever was open (a CPS session must never outlive its card)."""
+        had_session = self.unlocked or self.cps_open
+        self.cps_holder = ""
+        self.unlocked = False
+        self.cps_open = False
+        self.operator_name = ""
+        self.close_pin()
+        self.panel_open = False
+        if had_session:
+            self.send("logout")
+            self._say("Carte CPS retirée : espace pharmacien verrouillé", ok=True)
+
+    def warn(self, message: str) -> None:
+        """A device's own French sentence (a card the reader could not use, a scanner unplugged)."""
+        self._say(message, ok=False)
 
     def set_operators(self, names: Sequence[str]) -> None:
         self.operators = list(names)

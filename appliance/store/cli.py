@@ -23,7 +23,7 @@ from appliance.domain import Role
 from appliance.store import audit
 from appliance.store.backup import backup, restore
 from appliance.store.database import StoreError, open_database
-from appliance.store.operators import InvalidPin, add_operator
+from appliance.store.operators import InvalidPin, add_operator, operator_by_rpps, set_rpps
 from appliance.store.sealing import FieldCipher
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -92,7 +92,11 @@ def cmd_operator_add(args: argparse.Namespace) -> int:
     pin = _read_pin(args.pin_stdin)
     db = open_database(db_path)
     try:
+        if args.rpps and operator_by_rpps(db, args.rpps) is not None:
+            raise ValueError(f"RPPS {args.rpps} is already the CPS of another operator")
         operator_id = add_operator(db, args.name, Role(args.role), pin)
+        if args.rpps:
+            set_rpps(db, operator_id, args.rpps, by=None)
     finally:
         db.close()
     print(f"operator {operator_id} added ({args.role})")
@@ -154,6 +158,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     add.add_argument("--name", required=True)
     add.add_argument("--role", required=True, choices=[role.value for role in Role])
     add.add_argument("--pin-stdin", action="store_true", help="read the PIN from one line of stdin (scripts)")
+    add.add_argument("--rpps", help="the RPPS number on the operator's CPS card (11 digits), for CPS login")
     add.set_defaults(func=_guarded(cmd_operator_add))
 
     key_parser = subparsers.add_parser("key", help="the key file")

@@ -111,6 +111,17 @@ NUMBERING = Migration(
 from appliance.store.schema_counter import COUNTER_LOOKUP_INDEXES, COUNTER_TABLES  # noqa: E402 - the domain comes after the store
 from appliance.store.schema_payments import PAYMENTS_TABLES  # noqa: E402
 
+OPERATOR_RPPS = Migration(
+    9,
+    "operator RPPS",
+    """
+    -- The RPPS number on a pharmacist's CPS, so a card at the reader maps to one operator (CPS login).
+    -- Optional (preparers have no CPS) and unique where set: one card, one person. Additive only.
+    ALTER TABLE operators ADD COLUMN rpps TEXT;
+    CREATE UNIQUE INDEX operators_rpps ON operators(rpps) WHERE rpps IS NOT NULL;
+    """,
+)
+
 MIGRATIONS: list[Migration] = [
     PHARMACY,
     OPERATORS,
@@ -120,5 +131,6 @@ MIGRATIONS: list[Migration] = [
     COUNTER_TABLES,
     COUNTER_LOOKUP_INDEXES,
     PAYMENTS_TABLES,
+    OPERATOR_RPPS,
 ]
 """All migrations, in order. The domain's migrations are appended after these (versions 6…)."""

@@ -43,6 +43,7 @@ LOCKOUT_SECONDS = 15 * 60
 """How long a lock lasts. When it ends the operator has a fresh set of attempts."""
 
 _PIN_RE = re.compile(r"[0-9]{4,8}")
+_RPPS_RE = re.compile(r"[0-9]{11}")
 _SALT_SIZE = 16
 _HASH_SIZE = 32
 
@@ -244,6 +245,37 @@ def set_pin(db: sqlite_utils.Database, operator_id: int, pin: str, *, by: int | 
         if not changed:
             raise UnknownOperator(f"no operator {operator_id}")
         audit.append(conn, operator_id=by, action="operator.pin_changed", subject=f"operator:{operator_id}")
+
+
+def set_rpps(db: sqlite_utils.Database, operator_id: int, rpps: str | None, *, by: int | None) -> None:
+    """Record (or, with None, clear) the RPPS number of an operator's CPS; audited.
+
+    The CPS login maps the card's RPPS to exactly one active operator, so a number already given to
+    someone else is refused rather than moved silently.
+    """
+    if rpps is not None:
+        rpps = rpps.strip()
+        if not _RPPS_RE.fullmatch(rpps):
+            raise ValueError("an RPPS number is 11 digits")
+    with transaction(db) as conn:
+        try:
+            changed = conn.execute("UPDATE operators SET rpps = ? WHERE id = ?", (rpps, operator_id)).rowcount
+        except sqlite3.IntegrityError as exc:
+            raise StoreError(f"RPPS {rpps} already belongs to another operator") from exc
+        if not changed:
+            raise UnknownOperator(f"no operator {operator_id}")
+        audit.append(
+            conn,
+            operator_id=by,
+            action="operator.rpps_set" if rpps is not None else "operator.rpps_cleared",
+            subject=f"operator:{operator_id}",
+        )
+
+
+def operator_by_rpps(db: sqlite_utils.Database, rpps: str) -> Operator | None:
+    """The active operator whose CPS carries ``rpps``, or None (unknown card, or a departed colleague)."""
+    row = db.conn.execute("SELECT id, name, role FROM operators WHERE rpps = ? AND active = 1", (rpps,)).fetchone()
+    return None if row is None else Operator(int(row[0]), str(row[1]), Role(row[2]))
 
 
 def list_operators(db: sqlite_utils.Database, *, include_inactive: bool = False) -> list[Operator]:

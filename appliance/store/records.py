@@ -131,6 +131,10 @@ class CounterRecords:
         operator_id = operator if isinstance(operator, int) else self._operator_id(operator)
         return operators.authenticate(self.db, operator_id, pin, now=self.clock())
 
+    def operator_by_rpps(self, rpps: str) -> operators.Operator | None:
+        """The active operator a CPS belongs to (its PIN was already checked by the card)."""
+        return operators.operator_by_rpps(self.db, rpps)
+
     def _operator_id(self, name: str) -> int:
         found = rows(self.db.conn, "SELECT id FROM operators WHERE name = ? AND active = 1", (name,))
         if not found:

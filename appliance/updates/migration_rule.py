@@ -10,7 +10,9 @@ A migration may only
 
 1. ``CREATE TABLE`` / ``CREATE VIEW`` a new object (``CREATE TABLE … AS SELECT`` included);
 2. ``CREATE INDEX`` on any table — but ``CREATE UNIQUE INDEX`` only on a table created in the same
-   migration (a new uniqueness on an old table could make the old code's inserts fail);
+   migration (a new uniqueness on an old table could make the old code's inserts fail), or on columns
+   all added in the same migration, nullable and without a ``DEFAULT``: the old code never writes them,
+   so its rows hold NULL there, and SQLite never counts two NULLs as duplicates;
 3. ``CREATE TRIGGER`` only on a table created in the same migration (a trigger on an old table could
    make the old code's writes fail or change what they do);
 4. ``ALTER TABLE … ADD COLUMN`` with a column the old code can ignore: nullable, or with a
@@ -115,9 +117,14 @@ def _column_clause_problem(column_def: str) -> str | None:
     return None
 
 
-def check_statement(statement: str, *, new_tables: set[str], known_tables: set[str]) -> str | None:
+def check_statement(
+    statement: str, *, new_tables: set[str], known_tables: set[str], new_columns: set[str] | None = None
+) -> str | None:
     """Why ``statement`` breaks the rule (None when it is allowed). ``new_tables`` (tables created
-    earlier in the same migration) grows as ``CREATE TABLE`` statements are seen."""
+    earlier in the same migration) grows as ``CREATE TABLE`` statements are seen; ``new_columns``
+    (``table.column`` added earlier in the same migration, nullable and without a default) as
+    ``ADD COLUMN`` statements are."""
+    added = new_columns if new_columns is not None else set()
     sql = " ".join(_strip_comments(statement).split()).rstrip(";").strip()
     if not sql:
         return None
@@ -132,7 +139,8 @@ def check_statement(statement: str, *, new_tables: set[str], known_tables: set[s
         return None
     m = _match(rf"CREATE\s+(UNIQUE\s+)?INDEX\s+(?:IF\s+NOT\s+EXISTS\s+)?{_QUALIFIED}\s+ON\s+{_QUALIFIED}", sql)
     if m:
-        if m.group(1) and _name(m.group(3)) not in new_tables:
+        table = _name(m.group(3))
+        if m.group(1) and table not in new_tables and not _only_new_columns(sql[m.end() :], table, added):
             return "CREATE UNIQUE INDEX on a table of an earlier migration (old inserts could fail)"
         return None
     m = _match(
@@ -145,7 +153,11 @@ def check_statement(statement: str, *, new_tables: set[str], known_tables: set[s
         return None
     m = _match(rf"ALTER\s+TABLE\s+{_QUALIFIED}\s+ADD\s+(?:COLUMN\s+)?(.*)$", sql)
     if m:
-        return _column_clause_problem(m.group(2))
+        problem = _column_clause_problem(m.group(2))
+        column = _match(rf"({_IDENT})", m.group(2))
+        if problem is None and column and not re.search(r"\bDEFAULT\b|\bNOT\s+NULL\b", m.group(2), re.IGNORECASE):
+            added.add(f"{_name(m.group(1))}.{_name(column.group(1))}")
+        return problem
     if _match(r"ALTER\s+TABLE\s", sql):
         return "ALTER TABLE other than ADD COLUMN (RENAME or DROP COLUMN break the previous release)"
     if _match(r"DROP\s", sql):
@@ -173,6 +185,17 @@ def check_statement(statement: str, *, new_tables: set[str], known_tables: set[s
     return "statement not recognised by the expand-only checker"
 
 
+def _only_new_columns(rest: str, table: str, added: set[str]) -> bool:
+    """Whether the index's column list (``rest`` starts at it) names only plain columns of ``table``
+    added in this migration (no expression: its value could be non-NULL on old rows)."""
+    m = _match(r"\s*\(([^()]*)\)", rest)
+    if not m:
+        return False
+    columns = [c.strip() for c in m.group(1).split(",")]
+    plain = [re.fullmatch(rf"({_IDENT})(?:\s+(?:ASC|DESC))?", c, re.IGNORECASE) for c in columns]
+    return all(p is not None and f"{table}.{_name(p.group(1))}" in added for p in plain)
+
+
 def check_migrations(migrations: Sequence[Migration], *, exempt: Iterable[int] = ()) -> list[Violation]:
     """Every violation of the expand-only rule in ``migrations`` (in order), except the versions in
     ``exempt`` (defaults to none; pass :data:`CONTRACTIONS` keys for a reviewed contraction)."""
@@ -181,8 +204,9 @@ def check_migrations(migrations: Sequence[Migration], *, exempt: Iterable[int] =
     problems: list[Violation] = []
     for migration in migrations:
         new_tables: set[str] = set()
+        new_columns: set[str] = set()
         for statement in split_statements(migration.sql):
-            reason = check_statement(statement, new_tables=new_tables, known_tables=known)
+            reason = check_statement(statement, new_tables=new_tables, known_tables=known, new_columns=new_columns)
             if reason is not None and migration.version not in skip:
                 problems.append(Violation(migration.version, migration.name, statement, reason))
         known |= new_tables

@@ -87,6 +87,10 @@ class Counter:
         self.step = Step.ATTRACT
         self.session = Session()
         self.operator_id: int | None = None
+        self.cps_operator: Operator | None = None
+        """The operator when they logged in with their CPS (PIN checked by the card): while it is set,
+        a pharmacist validates without typing their personal PIN. Cleared by any other login and by
+        logout (the kiosk sends logout when the card leaves the reader)."""
         self.online = True
         self.notices: list[str] = []
         self.last_outcome: dict[str, Any] | None = None
@@ -175,11 +179,25 @@ class Counter:
     def _intent_login(self, operator: int | str, pin: str) -> str:
         op = self._authenticate(operator, pin)
         self.operator_id = op.id
+        self.cps_operator = None
+        return f"Bonjour {op.name}"
+
+    def _intent_cps_login(self, rpps: str, name: str = "") -> str:
+        """A CPS whose PIN the card has just accepted: the kiosk sends this only after ``verify_pin``
+        succeeded, so here only the RPPS -> operator mapping is decided (and audited)."""
+        op = self.records.operator_by_rpps(str(rpps))
+        if op is None:
+            self.records.audit(None, "operator.cps.unknown", f"rpps:{rpps}", {"name": name})
+            raise Refused(msg.CPS_UNKNOWN)
+        self.operator_id = op.id
+        self.cps_operator = op
+        self._audit("operator.cps.login", f"operator:{op.id}")
         return f"Bonjour {op.name}"
 
     def _intent_logout(self) -> str:
-        self._audit("operator.logout")
+        self._audit("operator.logout", cps=self.cps_operator is not None)
         self.operator_id = None
+        self.cps_operator = None
         return "Session opérateur fermée"
 
     def _intent_cancel(self) -> str:
@@ -633,14 +651,25 @@ class Counter:
         self._audit("control.annotated")
         return "Note enregistrée"
 
-    def _intent_validate(self, pin: str, operator: int | str | None = None) -> str | None:
+    def _intent_validate(
+        self, pin: str | None = None, operator: int | str | None = None, cps: bool = False
+    ) -> str | None:
+        """Validate the control step: with a personal PIN, or (``cps``) on the open CPS session alone,
+        because the card already proved who is at the counter and the card leaving ends the session."""
         s = self.session
         if self.step is not Step.CONTROL:
             raise self._not_now()
-        who = operator if operator is not None else self.operator_id
-        if who is None:
-            raise Refused("Identifiez-vous pour valider")
-        op = self._authenticate(who, pin)
+        if cps:
+            op = self.cps_operator
+            if op is None or op.id != self.operator_id or operator not in (None, op.id, op.name):
+                raise Refused(msg.CPS_NEEDED)
+        else:
+            who = operator if operator is not None else self.operator_id
+            if who is None:
+                raise Refused("Identifiez-vous pour valider")
+            if not pin:
+                raise Refused("Saisissez votre code personnel")
+            op = self._authenticate(who, pin)
         if not op.role.may_validate:
             self.records.audit(op.id, "control.validate-refused", "", {"role": op.role.value})
             raise Refused(msg.NEED_PHARMACIST)
@@ -824,6 +853,7 @@ class Counter:
             "step": self.step.value,
             "online": self.online,
             "operator": self.operator_id is not None,
+            "cps": self.cps_operator is not None,
             "beneficiaries": [
                 {"rank": b.rank, "first_names": b.traits.first_names, "birth_name": b.traits.birth_name}
                 for b in s.beneficiaries

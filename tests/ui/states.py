@@ -11,6 +11,7 @@ BASE: dict[str, Any] = {
     "step": "attract",
     "online": True,
     "operator": False,
+    "cps": False,
     "beneficiaries": [],
     "patient": None,
     "identity_choices": 0,

@@ -195,3 +195,55 @@ def test_validation_asks_the_pin_again_and_closes_the_panel_once_billed(kiosk: A
     assert actions.sent[-1] == ("validate", {"operator": "alice", "pin": "2"})
     vm.finished(result(view(step="payment", amounts={"total": 1, "amo": 0, "amc": 0, "to_pay": 0}), "intent:validate"))
     assert not vm.panel_open and vm.screen == "payment" and vm.to_pay_text == "Rien à payer"
+
+
+def test_cps_pin_goes_to_the_card_then_validation_needs_no_pin(kiosk: Any) -> None:
+    vm, actions, _ = kiosk
+    checked: list[str] = []
+    vm.verify_cps = checked.append
+    vm.cps_inserted("Alice Martin", tries_left=3)
+    assert vm.panel_open and vm.pin_for == "cps" and "Alice Martin" in vm.message
+    for digit in "1234":
+        vm.pin.press(digit)
+    vm.submit_pin()
+    assert checked == ["1234"] and actions.sent == []  # the card checks the PIN, not the core
+    vm.finished(result(view(operator=True, cps=True), "intent:cps_login", "Bonjour alice"))
+    assert vm.unlocked and vm.cps_open and vm.operator_name == "Alice Martin"
+    vm.finished(result(view(step="control", operator=True, cps=True)))
+    vm.validate_pressed()
+    assert actions.sent[-1] == ("validate", {"cps": True}) and vm.pin_for == ""
+
+
+def test_a_pin_refused_by_the_card_keeps_the_panel_locked(kiosk: Any) -> None:
+    vm, _, _ = kiosk
+    vm.verify_cps = lambda pin: None
+    vm.cps_inserted("Alice Martin", tries_left=3)
+    vm.pin.press("9")
+    vm.submit_pin()
+    vm.finished(result(view(), "intent:cps_login", "Code CPS incorrect (2 essai(s) restant(s))", ok=False))
+    assert not vm.unlocked and vm.pin_for == "cps" and vm.message_ok is False
+
+
+def test_cps_card_removed_locks_the_panel_and_logs_out(kiosk: Any) -> None:
+    vm, actions, _ = kiosk
+    vm.verify_cps = lambda pin: None
+    vm.cps_inserted("Alice Martin", tries_left=3)
+    vm.pin.press("1")
+    vm.submit_pin()
+    vm.finished(result(view(operator=True, cps=True), "intent:cps_login", "Bonjour alice"))
+    assert vm.unlocked
+    vm.cps_removed()
+    assert not vm.unlocked and not vm.cps_open and not vm.panel_open and vm.operator_name == ""
+    assert actions.sent[-1] == ("logout", {})
+    assert vm.message == "Carte CPS retirée : espace pharmacien verrouillé"
+
+
+def test_a_cps_pulled_out_while_its_pin_is_checked_opens_no_session(kiosk: Any) -> None:
+    vm, actions, _ = kiosk
+    vm.verify_cps = lambda pin: None
+    vm.cps_inserted("Alice Martin", tries_left=3)
+    vm.pin.press("1")
+    vm.submit_pin()
+    vm.cps_removed()
+    vm.finished(result(view(operator=True, cps=True), "intent:cps_login", "Bonjour alice"))
+    assert not vm.unlocked and actions.sent[-1] == ("logout", {})

@@ -140,3 +140,21 @@ def test_db_and_key_default_to_the_environment(paths: tuple[Path, Path], tmp_pat
     assert run("backup", "--to", str(tmp_path / "b"), env=env).returncode == 0
     missing = run("audit", "verify")
     assert missing.returncode == 2 and "COMPTOIR_DB" in missing.stderr
+
+
+def test_an_operator_added_with_an_rpps_can_log_in_with_their_cps(paths: tuple[Path, Path]) -> None:
+    db, _ = paths
+    added = run(
+        "operator", "add", "--db", str(db), "--name", "Camille", "--role", "pharmacien", "--rpps", "10001234567",
+        "--pin-stdin", stdin="2468\n",
+    )  # fmt: skip
+    assert added.returncode == 0, added.stderr
+    again = run(
+        "operator", "add", "--db", str(db), "--name", "Dominique", "--role", "pharmacien", "--rpps", "10001234567",
+        "--pin-stdin", stdin="1357\n",
+    )  # fmt: skip
+    assert again.returncode == 1
+    assert "RPPS" in again.stderr
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT name FROM operators WHERE rpps = '10001234567'").fetchall() == [("Camille",)]
+        assert conn.execute("SELECT count(*) FROM operators WHERE name = 'Dominique'").fetchone() == (0,)

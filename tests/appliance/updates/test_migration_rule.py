@@ -69,6 +69,32 @@ def test_each_breaking_statement_is_refused(sql: str, reason: str):
     assert problems[0].version == bad.version and "bad" in str(problems[0])
 
 
+def test_a_unique_index_on_columns_the_old_code_never_writes_passes():
+    """Old rows and old inserts hold NULL in a column added here, and NULLs are never duplicates."""
+    fine = Migration(
+        len(MIGRATIONS) + 1,
+        "badge",
+        "ALTER TABLE operators ADD COLUMN badge TEXT;\n"
+        "CREATE UNIQUE INDEX operators_badge ON operators(badge) WHERE badge IS NOT NULL;",
+    )
+    assert check_migrations([*MIGRATIONS, fine]) == []
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "ALTER TABLE operators ADD COLUMN badge TEXT DEFAULT 'x'; CREATE UNIQUE INDEX b ON operators(badge)",
+        "ALTER TABLE operators ADD COLUMN badge TEXT; CREATE UNIQUE INDEX b ON operators(badge, name)",
+        "ALTER TABLE operators ADD COLUMN badge TEXT; CREATE UNIQUE INDEX b ON operators(coalesce(badge, name))",
+        "ALTER TABLE claims ADD COLUMN badge TEXT; CREATE UNIQUE INDEX b ON operators(badge)",
+    ],
+)
+def test_a_unique_index_that_old_rows_could_break_is_refused(sql: str):
+    bad = Migration(len(MIGRATIONS) + 1, "bad", sql + ";")
+    problems = check_migrations([*MIGRATIONS, bad])
+    assert len(problems) == 1 and "UNIQUE INDEX" in problems[0].reason, problems
+
+
 def test_the_previous_release_runs_on_the_migrated_database(tmp_path: Path):
     db_path = tmp_path / "comptoir.db"
     db = open_database(db_path, migrations=[*MIGRATIONS, NEXT])  # the new release migrated it
