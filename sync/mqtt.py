@@ -189,7 +189,7 @@ class BackOfficeLink:
         properties: Properties | None,
     ) -> None:
         if reason.is_failure:
-            log.warning("back office: connection refused (%s)", reason)
+            log.warning("mqtt: the broker refused the connection (%s)", reason)
             return
         client.subscribe(self.topic("cmd"), qos=1)
         client.publish(self.topic("state"), ONLINE, qos=1, retain=True)
