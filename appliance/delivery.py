@@ -53,7 +53,10 @@ EVENT_STREAM = "events"
 """What happened at the counter, for the pharmacy's back office (ids and amounts, no identities)."""
 ACK_STREAM = "acks"
 """Answers to the back office's commands, written in the same transaction as the command's effect."""
-BACKOFFICE_STREAMS: tuple[str, ...] = (EVENT_STREAM, ACK_STREAM)
+UPDATE_STREAM = "updates"
+"""Stage events of update transactions (:mod:`appliance.updates.events`): the back office's staged
+roll-outs advance or pause on them, so they must reach it like the other back-office streams."""
+BACKOFFICE_STREAMS: tuple[str, ...] = (EVENT_STREAM, ACK_STREAM, UPDATE_STREAM)
 
 
 @dataclass

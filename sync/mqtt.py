@@ -17,6 +17,7 @@ there)::
 
     <prefix>/state      retained "online" | "offline" (the last will)
     <prefix>/events     outbox stream "events", one JSON message each (QoS 1)
+    <prefix>/events/update  outbox stream "updates": update stage events (QoS 1, for roll-outs)
     <prefix>/telemetry  JSON snapshot (QoS 1, not kept when offline: the next one supersedes it)
     <prefix>/cmd        commands from the back office (subscribed, QoS 1)
     <prefix>/cmd/ack    outbox stream "acks": the answers to commands (QoS 1)
@@ -43,12 +44,12 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from appliance.delivery import ACK_STREAM, EVENT_STREAM, PublishOutcome
+from appliance.delivery import ACK_STREAM, EVENT_STREAM, UPDATE_STREAM, PublishOutcome
 from appliance.store.outbox import OutboxMessage
 
 log = logging.getLogger(__name__)
 
-STREAM_TOPICS = {EVENT_STREAM: "events", ACK_STREAM: "cmd/ack"}
+STREAM_TOPICS = {EVENT_STREAM: "events", ACK_STREAM: "cmd/ack", UPDATE_STREAM: "events/update"}
 """Outbox stream -> topic under the box's prefix."""
 ONLINE, OFFLINE = b"online", b"offline"
 SESSION_EXPIRY_S = 7 * 24 * 3600

@@ -7,7 +7,7 @@ network thread only hands over commands through a queue and wakes the loop.
 Each pass of the loop:
 
 1. apply the commands received (:mod:`sync.commands`), publish the answers that are not queued;
-2. back-office streams (``events``, ``acks``) through MQTT in windows, marked delivered on PUBACK
+2. back-office streams (``events``, ``acks``, ``updates``) through MQTT in windows, marked delivered on PUBACK
    (:func:`appliance.delivery.deliver_published`);
 3. teleservice streams (``call``, ``execution``, ``batch``, ``dmp``) over HTTPS with mutual TLS, one
    message at a time with its ``Idempotency-Key`` (:func:`appliance.delivery.deliver_pending`);

@@ -16,6 +16,9 @@ HTTP (127.0.0.1 only; a sandbox, no authentication)::
     GET  /api/events?device=D   events of D (all devices without it), in order of arrival
     GET  /api/commands?device=D commands sent and their answers
     POST /api/commands          {"device": "<pharmacy>/<device>", "type", "args"?, "ttl"?} -> {"id"}
+    GET  /api/rollouts          {"rollouts": [{id, version, url, started_at, state, stage, share, offered,
+                                               succeeded, failed, paused_reason, offers}]}
+    POST /api/rollouts          {"version", "url"} -> 201 {"id"} (409 if that version already has one)
     GET  /api/health            {"status": "ok", "connected": bool}
 """
 
@@ -44,13 +47,20 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from sandbox.backoffice.rollouts import RolloutRunner
 from sandbox.backoffice.store import BackOfficeStore, Incoming
 from sync.commands import COMMAND_TYPES, make_command
 from sync.mqtt import tls_context
 
 log = logging.getLogger(__name__)
 
-SUBSCRIPTIONS = ("comptoir/+/+/state", "comptoir/+/+/events", "comptoir/+/+/telemetry", "comptoir/+/+/cmd/ack")
+SUBSCRIPTIONS = (
+    "comptoir/+/+/state",
+    "comptoir/+/+/events",
+    "comptoir/+/+/events/update",
+    "comptoir/+/+/telemetry",
+    "comptoir/+/+/cmd/ack",
+)
 BATCH = 500
 """Messages committed in one transaction at most (then acknowledged)."""
 RECEIVE_MAXIMUM = 1000
@@ -70,6 +80,8 @@ class BackOfficeSettings:
     client_id: str = "backoffice"
     reports: Path | None = None
     """Where ``comptoir reconcile --out`` writes its report: the page shows the same reconciliation."""
+    rollout_interval: float = 60.0
+    """Seconds between two steps of the running roll-outs (0: never by itself, tests call ``tick``)."""
 
 
 class BackOffice:
@@ -85,6 +97,8 @@ class BackOffice:
         self._writer: threading.Thread | None = None
         self._httpd: ThreadingHTTPServer | None = None
         self._http_thread: threading.Thread | None = None
+        self._rollout_thread: threading.Thread | None = None
+        self.rollouts = RolloutRunner(self.store, lambda device, kind, args: self.send_command(device, kind, args))
         client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=settings.client_id,
@@ -117,6 +131,9 @@ class BackOffice:
             target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="backoffice-http", daemon=True
         )
         self._http_thread.start()
+        if self.settings.rollout_interval > 0:
+            self._rollout_thread = threading.Thread(target=self._rollout_loop, name="backoffice-rollouts", daemon=True)
+            self._rollout_thread.start()
 
     @property
     def url(self) -> str:
@@ -145,6 +162,8 @@ class BackOffice:
             self._httpd.server_close()
         if self._http_thread is not None:
             self._http_thread.join(5)
+        if self._rollout_thread is not None:
+            self._rollout_thread.join(5)
         self.store.close()
 
     def __enter__(self) -> BackOffice:
@@ -209,6 +228,17 @@ class BackOffice:
                 if message.qos > 0 and generation == self._generation:
                     self._client.ack(message.mid, message.qos)
 
+    # --- roll-outs
+
+    def _rollout_loop(self) -> None:
+        """Step the roll-outs every ``rollout_interval`` seconds; an error is logged, never fatal (the
+        state is in the database, the next step starts from it)."""
+        while not self._stop.wait(self.settings.rollout_interval):
+            try:
+                self.rollouts.tick(time.time())
+            except Exception:
+                log.exception("back office: roll-out step failed")
+
     # --- commands
 
     def send_command(
@@ -251,7 +281,35 @@ class BackOffice:
 # --- web
 
 
-def _page(fleet: list[dict[str, Any]]) -> str:
+ROLLOUT_STATES = {"running": "en cours", "paused": "en pause", "done": "terminé"}
+
+
+def _rollouts_table(rollouts: list[dict[str, Any]]) -> str:
+    """The roll-outs on the fleet page, a paused one with the reason the policy gave."""
+    if not rollouts:
+        return "<h2>Déploiements</h2><p>Aucun déploiement.</p>"
+    rows = []
+    for r in rollouts:
+        state = ROLLOUT_STATES.get(r["state"], r["state"])
+        if r["paused_reason"]:
+            state = f"{state} : {r['paused_reason']}"
+        cells = (
+            r["version"],
+            state,
+            f"{r['stage'] + 1} ({r['share']:.0%} du parc)",
+            r["offered"],
+            r["succeeded"],
+            r["failed"],
+        )
+        style = " style='background:#fdd'" if r["state"] == "paused" else ""
+        rows.append(f"<tr{style}>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
+    return (
+        "<h2>Déploiements</h2><table border='1' cellpadding='4'><tr><th>version</th><th>état</th>"
+        "<th>étape</th><th>proposés</th><th>réussis</th><th>échoués</th></tr>" + "".join(rows) + "</table>"
+    )
+
+
+def _page(fleet: list[dict[str, Any]], rollouts: list[dict[str, Any]] | None = None) -> str:
     def when(value: Any) -> str:
         return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(value))) if value else "—"
 
@@ -285,7 +343,9 @@ def _page(fleet: list[dict[str, Any]]) -> str:
         "<table border='1' cellpadding='4'><tr><th>poste</th><th>état</th><th>version</th>"
         "<th>file d'envoi</th><th>dernière synchro</th><th>événements</th><th>rejets récents</th></tr>"
         + "".join(rows)
-        + "</table><p><a href='/reconciliation'>Rapprochement des paiements</a></p></body></html>"
+        + "</table>"
+        + _rollouts_table(rollouts or [])
+        + "<p><a href='/reconciliation'>Rapprochement des paiements</a></p></body></html>"
     )
 
 
@@ -312,13 +372,17 @@ def _handler(backoffice: BackOffice) -> type[BaseHTTPRequestHandler]:
             query = {k: v[0] for k, v in parse_qs(url.query).items()}
             store = backoffice.store
             if url.path == "/":
-                self._send(200, _page(store.fleet()).encode("utf-8"), "text/html; charset=utf-8")
+                self._send(
+                    200, _page(store.fleet(), backoffice.rollouts.list()).encode("utf-8"), "text/html; charset=utf-8"
+                )
             elif url.path == "/api/fleet":
                 self._json(200, {"devices": store.fleet()})
             elif url.path == "/api/events":
                 self._json(200, {"events": store.events(query.get("device"), query.get("stream", "events"))})
             elif url.path == "/api/commands":
                 self._json(200, {"commands": store.commands(query.get("device"))})
+            elif url.path == "/api/rollouts":
+                self._json(200, {"rollouts": backoffice.rollouts.list()})
             elif url.path == "/api/health":
                 self._json(200, {"status": "ok", "connected": backoffice.connected})
             elif url.path in ("/reconciliation", "/api/reconciliation"):
@@ -338,7 +402,8 @@ def _handler(backoffice: BackOffice) -> type[BaseHTTPRequestHandler]:
             self._send(200, path.read_bytes(), kind)
 
         def do_POST(self) -> None:
-            if urlsplit(self.path).path != "/api/commands":
+            path = urlsplit(self.path).path
+            if path not in ("/api/commands", "/api/rollouts"):
                 self._json(404, {"error": "not found"})
                 return
             try:
@@ -347,6 +412,12 @@ def _handler(backoffice: BackOffice) -> type[BaseHTTPRequestHandler]:
             except ValueError:
                 self._json(400, {"error": "JSON expected"})
                 return
+            if not isinstance(body, dict):
+                self._json(400, {"error": "JSON object expected"})
+                return
+            if path == "/api/rollouts":
+                self._start_rollout(body)
+                return
             device, kind = body.get("device"), body.get("type")
             if not isinstance(device, str) or device.count("/") != 1 or kind not in COMMAND_TYPES:
                 self._json(400, {"error": f"device '<pharmacy>/<device>' and type in {list(COMMAND_TYPES)} expected"})
@@ -354,6 +425,18 @@ def _handler(backoffice: BackOffice) -> type[BaseHTTPRequestHandler]:
             args = body.get("args") if isinstance(body.get("args"), dict) else {}
             ident = backoffice.send_command(device, kind, args, ttl=float(body.get("ttl", 3600.0)))
             self._json(202, {"id": ident})
+
+        def _start_rollout(self, body: dict[str, Any]) -> None:
+            version, url = body.get("version"), body.get("url")
+            if not isinstance(version, str) or not version or not isinstance(url, str) or not url:
+                self._json(400, {"error": "version and url expected"})
+                return
+            try:
+                ident = backoffice.rollouts.start(version, url, time.time())
+            except ValueError as exc:
+                self._json(409, {"error": str(exc)})
+                return
+            self._json(201, {"id": ident})
 
     return Handler
 

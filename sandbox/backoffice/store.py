@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from appliance.updates.events import TERMINAL as TERMINAL_STAGES
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS devices (
     device        TEXT PRIMARY KEY,
@@ -58,6 +60,25 @@ CREATE TABLE IF NOT EXISTS commands (
     answer      TEXT,
     answered_at REAL
 );
+CREATE TABLE IF NOT EXISTS rollouts (
+    id               INTEGER PRIMARY KEY,
+    version          TEXT NOT NULL UNIQUE,
+    url              TEXT NOT NULL,
+    started_at       REAL NOT NULL,
+    state            TEXT NOT NULL DEFAULT 'running',
+    stage            INTEGER NOT NULL DEFAULT 0,
+    stage_started_at REAL NOT NULL,
+    pause_reason     TEXT NOT NULL DEFAULT '',
+    updated_at       REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS rollout_offers (
+    rollout    INTEGER NOT NULL REFERENCES rollouts(id),
+    device     TEXT NOT NULL,
+    command    TEXT NOT NULL,
+    offered_at REAL NOT NULL,
+    status     TEXT NOT NULL DEFAULT 'offered',
+    PRIMARY KEY (rollout, device)
+) WITHOUT ROWID;
 """
 
 
@@ -146,7 +167,7 @@ class BackOfficeStore:
         if kind == "cmd/ack" and "key" not in body:
             self._answer(conn, body, at)  # an answer sent directly (refusal, repeated answer)
             return
-        if kind not in ("events", "cmd/ack") or not isinstance(body.get("key"), str):
+        if kind not in ("events", "events/update", "cmd/ack") or not isinstance(body.get("key"), str):
             return
         seq = int(body.get("seq") or 0)
         stream = str(body.get("stream") or kind)
@@ -276,6 +297,73 @@ class BackOfficeStore:
                 }
             )
         return devices
+
+    def device_ids(self) -> list[str]:
+        """Every box the back office has heard from: the fleet a roll-out is spread over."""
+        return [r["device"] for r in self._rows("SELECT device FROM devices ORDER BY device")]
+
+    # --- staged roll-outs (the policy is :mod:`appliance.updates.rollout`; the loop is sandbox.backoffice.rollouts)
+
+    def create_rollout(self, version: str, url: str, now: float) -> int:
+        """A new roll-out, running from stage 0. Raises ``ValueError`` if this version already has one
+        (the boxes' buckets depend on the version, so a second roll-out would offer the same boxes)."""
+        with self._lock:
+            try:
+                cursor = self._conn.execute(
+                    "INSERT INTO rollouts(version, url, started_at, stage_started_at, updated_at)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (version, url, now, now, now),
+                )
+            except sqlite3.IntegrityError:
+                raise ValueError(f"a roll-out of {version} already exists") from None
+            return int(cursor.lastrowid or 0)
+
+    def rollouts(self, state: str | None = None) -> list[dict[str, Any]]:
+        return self._rows("SELECT * FROM rollouts WHERE (? IS NULL OR state = ?) ORDER BY id", (state, state))
+
+    def save_rollout(
+        self, rollout: int, *, state: str, stage: int, stage_started_at: float, pause_reason: str, now: float
+    ) -> None:
+        with self._lock:
+            self._conn.execute(
+                "UPDATE rollouts SET state = ?, stage = ?, stage_started_at = ?, pause_reason = ?, updated_at = ?"
+                " WHERE id = ?",
+                (state, stage, stage_started_at, pause_reason, now, rollout),
+            )
+
+    def record_offer(self, rollout: int, device: str, command: str, now: float) -> None:
+        with self._lock:
+            self._conn.execute(
+                "INSERT INTO rollout_offers(rollout, device, command, offered_at) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT(rollout, device) DO NOTHING",
+                (rollout, device, command, now),
+            )
+
+    def set_offer_status(self, rollout: int, statuses: dict[str, str]) -> None:
+        with self._lock:
+            self._conn.executemany(
+                "UPDATE rollout_offers SET status = ? WHERE rollout = ? AND device = ?",
+                [(status, rollout, device) for device, status in statuses.items()],
+            )
+
+    def offers(self, rollout: int) -> list[dict[str, Any]]:
+        return self._rows(
+            "SELECT device, command, offered_at, status FROM rollout_offers WHERE rollout = ? ORDER BY device",
+            (rollout,),
+        )
+
+    def update_results(self, version: str) -> dict[str, str]:
+        """box -> last terminal stage it reported for an update *to* ``version`` (``committed``,
+        ``rolled_back``, ``aborted``, ``refused``), in order of arrival: a retry after a roll-back that
+        then commits counts as committed."""
+        out: dict[str, str] = {}
+        for row in self._rows(
+            "SELECT device, payload FROM events WHERE stream = 'updates' AND type = 'update.stage' ORDER BY id"
+        ):
+            body = json.loads(row["payload"])
+            if body.get("to") == version and body.get("stage") in TERMINAL_STAGES:
+                out[row["device"]] = str(body["stage"])
+        return out
 
     def device(self, device: str) -> dict[str, Any] | None:
         for row in self.fleet():
