@@ -10,8 +10,8 @@ own loop.
 ``deliver_published`` moves the back-office streams (``events``: what happened at the counter;
 ``acks``: answers to the back office's commands) through a :class:`Publisher` (MQTT in
 :mod:`sync.mqtt`). Those messages are many and small, so they go in windows: a run of consecutive
-messages of one stream is published, and the longest prefix the receiver acknowledged (MQTT PUBACK)
-is marked delivered in one transaction; the first message not acknowledged is retried later and
+messages of one stream is published, and the longest prefix the receiver acknowledged (MQTT: by the
+back office, end to end) is marked delivered in one transaction; the first message not acknowledged is retried later and
 everything behind it waits (head of line). A message whose acknowledgement was lost is sent again:
 receivers deduplicate by key, so order per stream and "applied once" hold.
 """
@@ -229,7 +229,7 @@ class PublishOutcome:
     """What the receiver acknowledged of a run of messages handed to :meth:`Publisher.publish`."""
 
     acknowledged: int
-    """How many messages, counted from the first, were acknowledged (MQTT: PUBACK with success)."""
+    """How many messages, counted from the first, were acknowledged (MQTT: by the back office, end to end)."""
     error: str | None = None
     """Why the next one was not (no patient data: a transport or broker reason)."""
 

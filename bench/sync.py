@@ -136,9 +136,25 @@ def _fill(db_path: Path, count: int) -> None:
 
 
 def outbox_rate(pki: Pki, port: int, directory: Path, count: int, window: int, device: str) -> Rate:
-    """Queued outbox events through BackOfficeLink + deliver_published (PUBACK, then one commit per window)."""
+    """Queued outbox events through BackOfficeLink + deliver_published, marked delivered when the
+    reference back office acknowledged them end to end (one commit per window on each side)."""
     db_path = directory / f"outbox-{window}.db"
     _fill(db_path, count)
+    issued_office = pki.client("backoffice")
+    office = BackOffice(
+        BackOfficeSettings(
+            "127.0.0.1",
+            port,
+            pki.ca.cert,
+            issued_office.cert,
+            issued_office.key,
+            directory / f"bo-{window}.db",
+            Ed25519PrivateKey.generate(),
+            client_id=f"backoffice-{window}",
+        )
+    )
+    office.start()
+    office.wait_connected(10)
     pharmacy, name = device.split("/")
     issued = pki.client(device)
     link = BackOfficeLink(
@@ -155,6 +171,7 @@ def outbox_rate(pki: Pki, port: int, directory: Path, count: int, window: int, d
     elapsed = time.perf_counter() - started
     db.close()
     link.stop()
+    office.stop()
     return Rate(f"outbox -> MQTT (window {window})", count, elapsed)
 
 

@@ -21,9 +21,17 @@ there)::
     <prefix>/telemetry  JSON snapshot (QoS 1, not kept when offline: the next one supersedes it)
     <prefix>/cmd        commands from the back office (subscribed, QoS 1)
     <prefix>/cmd/ack    outbox stream "acks": the answers to commands (QoS 1)
+    <prefix>/events/ack from the back office: {"keys": [...]} it has stored (subscribed, QoS 1)
+
+A back-office message counts as delivered only when the back office acknowledged its key on
+``events/ack`` after storing it: a PUBACK only says the broker has it, and mosquitto PUBACKs before
+it persists, so a killed broker could lose it. What is not acknowledged within ``publish_timeout``
+is left undelivered and re-published later (the back office deduplicates by key).
 
 An outbox message goes out as ``{"key", "seq", "stream", **payload}``: ``key`` is what receivers
-deduplicate on, ``seq`` (the outbox id) lets them check the order per stream.
+deduplicate on, ``seq`` (the outbox id) lets them check the order per stream, ``prev`` (the ``seq`` of
+the message before it in the same stream, when this process knows it) lets the back office hold back
+a message whose predecessor has not arrived yet, so re-sends cannot be stored out of order.
 """
 
 from __future__ import annotations
@@ -52,6 +60,8 @@ log = logging.getLogger(__name__)
 STREAM_TOPICS = {EVENT_STREAM: "events", ACK_STREAM: "cmd/ack", UPDATE_STREAM: "events/update"}
 """Outbox stream -> topic under the box's prefix."""
 ONLINE, OFFLINE = b"online", b"offline"
+MAX_ACKED = 100_000
+"""Acknowledged keys kept for the waits at most (beyond, the old ones are forgotten)."""
 SESSION_EXPIRY_S = 7 * 24 * 3600
 """How long the broker keeps this box's session (and queues its commands) while it is away."""
 
@@ -93,9 +103,12 @@ def tls_context(ca: Path, cert: Path | None, key: Path | None) -> ssl.SSLContext
     return context
 
 
-def encode(message: OutboxMessage) -> bytes:
+def encode(message: OutboxMessage, prev: int | None = None) -> bytes:
     """The wire form of an outbox message (compact JSON, no identity in it: see DESIGN §5)."""
-    body = {"key": message.key, "seq": message.id, "stream": message.stream, **message.payload}
+    body: dict[str, Any] = {"key": message.key, "seq": message.id, "stream": message.stream}
+    if prev is not None:
+        body["prev"] = prev
+    body.update(message.payload)
     return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
@@ -121,6 +134,9 @@ class BackOfficeLink:
         self._generation = 0
         self._lock = threading.Lock()
         self._reasons: dict[int, ReasonCode] = {}
+        self._acked: set[str] = set()
+        self._ack_arrived = threading.Condition(self._lock)
+        self._last_acked: dict[str, int] = {}
         client = mqtt.Client(
             CallbackAPIVersion.VERSION2, client_id=settings.client_id, protocol=mqtt.MQTTv5, clean_session=None
         )
@@ -192,7 +208,7 @@ class BackOfficeLink:
         if reason.is_failure:
             log.warning("mqtt: the broker refused the connection (%s)", reason)
             return
-        client.subscribe(self.topic("cmd"), qos=1)
+        client.subscribe([(self.topic("cmd"), 1), (self.topic("events/ack"), 1)])
         client.publish(self.topic("state"), ONLINE, qos=1, retain=True)
         with self._lock:
             self._generation += 1
@@ -210,6 +226,8 @@ class BackOfficeLink:
         properties: Properties | None,
     ) -> None:
         self._connected.clear()
+        with self._lock:
+            self._ack_arrived.notify_all()
         log.info("back office: disconnected (%s)", reason)
 
     def _on_publish(
@@ -221,6 +239,18 @@ class BackOfficeLink:
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         if message.topic == self.topic("cmd"):
             self._on_command_cb(bytes(message.payload))
+        elif message.topic == self.topic("events/ack"):
+            try:
+                keys = json.loads(message.payload).get("keys")
+            except (ValueError, AttributeError):
+                return
+            if not isinstance(keys, list):
+                return
+            with self._lock:
+                if len(self._acked) > MAX_ACKED:
+                    self._acked.clear()  # late acknowledgements nobody waits for any more
+                self._acked.update(k for k in keys if isinstance(k, str))
+                self._ack_arrived.notify_all()
 
     # --- publishing
 
@@ -245,7 +275,8 @@ class BackOfficeLink:
         return None
 
     def publish(self, stream: str, messages: Sequence[OutboxMessage]) -> PublishOutcome:
-        """Publish a run of outbox messages with QoS 1 and wait (bounded) for their PUBACKs, in order."""
+        """Publish a run of outbox messages with QoS 1 and wait (bounded) for the back office to
+        acknowledge their keys; returns how many of the run, as a prefix, it acknowledged."""
         sub = STREAM_TOPICS.get(stream)
         if sub is None:
             return PublishOutcome(0, f"no topic for stream {stream!r}")
@@ -253,8 +284,11 @@ class BackOfficeLink:
             return PublishOutcome(0, "not connected to the back office")
         topic = self.topic(sub)
         infos: list[mqtt.MQTTMessageInfo] = []
+        with self._lock:
+            prev = self._last_acked.get(stream)
         for message in messages:
-            info = self._client.publish(topic, encode(message), qos=1)
+            info = self._client.publish(topic, encode(message, prev), qos=1)
+            prev = message.id
             if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
                 break
             infos.append(info)
@@ -263,9 +297,38 @@ class BackOfficeLink:
             error = self._wait(info, max(0.0, deadline - time.monotonic()))
             if error is not None:
                 return PublishOutcome(done, error)
+        done, error = self._wait_acknowledged(stream, messages[: len(infos)], deadline)
+        if error is not None:
+            return PublishOutcome(done, error)
         if len(infos) < len(messages):
             return PublishOutcome(len(infos), "paho refused to queue the message")
         return PublishOutcome(len(infos))
+
+    def _wait_acknowledged(
+        self, stream: str, messages: Sequence[OutboxMessage], deadline: float
+    ) -> tuple[int, str | None]:
+        """Wait until the back office acknowledged the keys of ``messages``; (prefix acknowledged, why not)."""
+        done = 0
+        error: str | None = None
+        generation = self._generation
+        with self._lock:
+            while True:
+                while done < len(messages) and messages[done].key in self._acked:
+                    done += 1
+                if done == len(messages):
+                    break
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    error = f"the back office did not acknowledge within {self.settings.publish_timeout:g} s"
+                    break
+                if not self._connected.is_set() or self._generation != generation:
+                    error = "connection lost before the back office acknowledged"
+                    break
+                self._ack_arrived.wait(min(left, 0.1))
+            self._acked.difference_update(m.key for m in messages[:done])
+            if done:
+                self._last_acked[stream] = messages[done - 1].id
+        return done, (None if done == len(messages) else error)
 
     def publish_now(self, sub: str, payload: bytes, *, retain: bool = False, timeout: float = 5.0) -> str | None:
         """Publish one message that is not in the outbox (telemetry, a refusal of an unauthenticated

@@ -7,8 +7,10 @@ network thread only hands over commands through a queue and wakes the loop.
 Each pass of the loop:
 
 1. apply the commands received (:mod:`sync.commands`), publish the answers that are not queued;
-2. back-office streams (``events``, ``acks``, ``updates``) through MQTT in windows, marked delivered on PUBACK
-   (:func:`appliance.delivery.deliver_published`);
+2. back-office streams (``events``, ``acks``, ``updates``) through MQTT in windows, marked delivered when
+   the back office acknowledged their keys on ``events/ack`` after storing them (a PUBACK alone is not
+   enough: the broker may lose a message it PUBACKed if it is killed), see
+   :func:`appliance.delivery.deliver_published` and :mod:`sync.mqtt`;
 3. teleservice streams (``call``, ``execution``, ``batch``, ``dmp``) over HTTPS with mutual TLS, one
    message at a time with its ``Idempotency-Key`` (:func:`appliance.delivery.deliver_pending`);
 4. telemetry when due.

@@ -4,6 +4,10 @@ It connects to the broker with its own certificate (common name ``backoffice``: 
 ``comptoir/#`` and write the boxes' ``cmd`` topics), with a persistent session so that what the boxes
 publish while it is down is queued by the broker and arrives when it is back.
 
+After a batch is stored, the keys of the boxes' outbox messages in it (new or repeated) go back to
+each box on ``comptoir/<pharmacy>/<device>/events/ack`` (``{"keys": [...]}``, QoS 1): the box marks a
+message delivered only then, not on the broker's PUBACK (mosquitto PUBACKs before it persists).
+
 Messages are acknowledged *after* they are stored: paho's ``manual_ack`` lets a writer thread commit
 a batch of messages in one transaction, then send their PUBACKs. If the back office dies in between,
 the broker delivers them again and the store's dedupe by key drops the repeats.
@@ -220,13 +224,24 @@ class BackOffice:
                     break
                 batch.append(more)
             try:
-                self.store.apply(Incoming(m.topic, bytes(m.payload), at) for m, _, at in batch)
+                stored = self.store.apply(Incoming(m.topic, bytes(m.payload), at) for m, _, at in batch)
             except Exception:
                 log.exception("back office: could not store %d messages (the broker will resend them)", len(batch))
                 continue
+            self._acknowledge(stored)
             for message, generation, _ in batch:
                 if message.qos > 0 and generation == self._generation:
                     self._client.ack(message.mid, message.qos)
+
+    def _acknowledge(self, stored: list[tuple[str, str]]) -> None:
+        """Tell each box which of its outbox messages are stored (QoS 1, not waited for: a lost
+        acknowledgement only means the box sends the message again, and it is deduplicated)."""
+        per_device: dict[str, list[str]] = {}
+        for device, key in stored:
+            per_device.setdefault(device, []).append(key)
+        for device, keys in per_device.items():
+            body = json.dumps({"keys": keys}, separators=(",", ":")).encode("utf-8")
+            self._client.publish(f"comptoir/{device}/events/ack", body, qos=1)
 
     # --- roll-outs
 

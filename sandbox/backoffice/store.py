@@ -121,18 +121,28 @@ class BackOfficeStore:
 
     # --- applying messages (one transaction for a batch, committed before the PUBACKs go out)
 
-    def apply(self, messages: Iterable[Incoming]) -> None:
-        """Store a batch of messages in one transaction (the caller acknowledges them afterwards)."""
+    def apply(self, messages: Iterable[Incoming]) -> list[tuple[str, str]]:
+        """Store a batch of messages in one transaction (the caller acknowledges them afterwards).
+
+        Returns ``(device, key)`` of the outbox messages now stored (new or repeated), for the
+        end-to-end acknowledgement to the boxes. A message whose ``prev`` (the seq before it in its
+        stream) is newer than the last one stored is held back (not stored, not acknowledged): its
+        predecessor was lost on the way and the box sends both again, in order.
+        """
+        stored: list[tuple[str, str]] = []
         with self._lock:
             conn = self._conn
             conn.execute("BEGIN IMMEDIATE")
             try:
                 for message in messages:
-                    self._apply_one(conn, message)
+                    key = self._apply_one(conn, message)
+                    if key is not None:
+                        stored.append(key)
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
             conn.execute("COMMIT")
+        return stored
 
     def _touch(self, conn: sqlite3.Connection, device: str, at: float) -> None:
         conn.execute(
@@ -140,37 +150,42 @@ class BackOfficeStore:
             (device, at, at),
         )
 
-    def _apply_one(self, conn: sqlite3.Connection, message: Incoming) -> None:
+    def _apply_one(self, conn: sqlite3.Connection, message: Incoming) -> tuple[str, str] | None:
         where = split_topic(message.topic)
         if where is None:
-            return
+            return None
         device, kind = where
         at = message.received_at
         if kind == "state":
             state = message.payload.decode("utf-8", "replace")[:32]
             self._touch(conn, device, at)
             conn.execute("UPDATE devices SET state = ?, state_at = ? WHERE device = ?", (state, at, device))
-            return
+            return None
         try:
             body = json.loads(message.payload)
         except (UnicodeDecodeError, ValueError):
-            return
+            return None
         if not isinstance(body, dict):
-            return
+            return None
         self._touch(conn, device, at)
         if kind == "telemetry":
             conn.execute(
                 "UPDATE devices SET telemetry = ?, telemetry_at = ? WHERE device = ?",
                 (json.dumps(body), at, device),
             )
-            return
+            return None
         if kind == "cmd/ack" and "key" not in body:
             self._answer(conn, body, at)  # an answer sent directly (refusal, repeated answer)
-            return
+            return None
         if kind not in ("events", "events/update", "cmd/ack") or not isinstance(body.get("key"), str):
-            return
+            return None
         seq = int(body.get("seq") or 0)
         stream = str(body.get("stream") or kind)
+        prev = body.get("prev")
+        known = conn.execute("SELECT 1 FROM events WHERE device = ? AND key = ?", (device, body["key"])).fetchone()
+        last = conn.execute("SELECT last_seq FROM streams WHERE device = ? AND stream = ?", (device, stream)).fetchone()
+        if known is None and isinstance(prev, int) and last is not None and prev > int(last[0]):
+            return None  # its predecessor has not arrived: held back, the box sends both again
         inserted = conn.execute(
             "INSERT INTO events(device, stream, key, seq, type, payload, received_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT(device, key) DO NOTHING",
@@ -178,8 +193,7 @@ class BackOfficeStore:
         ).rowcount
         if not inserted:
             conn.execute("UPDATE devices SET duplicates = duplicates + 1 WHERE device = ?", (device,))
-            return
-        last = conn.execute("SELECT last_seq FROM streams WHERE device = ? AND stream = ?", (device, stream)).fetchone()
+            return device, body["key"]
         if last is not None and seq <= int(last[0]):
             conn.execute("UPDATE devices SET out_of_order = out_of_order + 1 WHERE device = ?", (device,))
         conn.execute(
@@ -189,6 +203,7 @@ class BackOfficeStore:
         )
         if kind == "cmd/ack":
             self._answer(conn, body, at)
+        return device, body["key"]
 
     @staticmethod
     def _answer(conn: sqlite3.Connection, body: dict[str, Any], at: float) -> None:
