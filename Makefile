@@ -63,17 +63,36 @@ bench: deps
 	$(PY) bench/cards.py
 	$(PY) bench/kiosk.py
 
-# The device image (image-build/README.md). `image` needs loop devices; `image-selftest` builds the
-# arm64 root filesystem with the app under qemu-user and runs its self-test inside (a few minutes).
-IMAGE_APT_PACKAGES := mmdebstrap debootstrap qemu-user-static binfmt-support rauc dosfstools e2fsprogs fdisk
+# The device image (image-build/README.md): no loop device nor mount needed (each file system is made
+# as a file, then written into the GPT image). `image-selftest` builds the arm64 root filesystem with
+# the app under qemu-user and runs its self-test inside (a few minutes).
+# IMAGE_ROOT_JSON: the TUF repository's root.json from the offline release machine; without it the
+# image trusts DEVELOPMENT keys generated once in build/dev-release/ (never for a real box).
+# DEBIAN_MIRROR: the Debian archive (default: the build host's own, from its apt sources).
+IMAGE_APT_PACKAGES := mmdebstrap arch-test debootstrap qemu-user-static binfmt-support rauc dosfstools e2fsprogs \
+	fdisk mtools
 VERSION ?= $(shell $(PY) -c "import appliance; print(appliance.__version__)" 2>/dev/null)
+IMAGE_ROOT_JSON ?=
+DEV_RELEASE := build/dev-release
 
 image-apt:
 	@$(MAKE) --no-print-directory apt APT_PACKAGES="$(IMAGE_APT_PACKAGES)"
 
+$(DEV_RELEASE)/repo/metadata/root.json:
+	@echo "image: DEVELOPMENT release keys and TUF repository in $(DEV_RELEASE)/ (not for a real box)"
+	@mkdir -p $(DEV_RELEASE)
+	@echo "DEVELOPMENT keys made by 'make image' without IMAGE_ROOT_JSON: never trust them on a real box." \
+	  > $(DEV_RELEASE)/README
+	$(VENV)/bin/comptoir release keys --keys $(DEV_RELEASE)/keys >/dev/null
+	$(VENV)/bin/comptoir release init --repo $(DEV_RELEASE)/repo --keys $(DEV_RELEASE)/keys
+
 image: deps image-apt
-	$(VENV)/bin/comptoir release build --version $(VERSION) --out dist --wheelhouse dist/wheels-arm64
-	PYTHONPATH=. image-build/mmdebstrap-image.sh out/comptoir-$(VERSION).img dist/comptoir-$(VERSION).tar keys/root.json
+	image-build/arm64-wheels.sh dist/wheels-arm64
+	$(VENV)/bin/comptoir release build --version $(VERSION) --out dist --wheelhouse dist/wheels-arm64 \
+	  --binary-dependency python3-evdev --binary-dependency python3-pyscard
+	@if [ -z "$(IMAGE_ROOT_JSON)" ]; then $(MAKE) --no-print-directory $(DEV_RELEASE)/repo/metadata/root.json; fi
+	image-build/mmdebstrap-image.sh out/comptoir-$(VERSION).img dist/comptoir-$(VERSION).tar \
+	  $(or $(IMAGE_ROOT_JSON),$(DEV_RELEASE)/repo/metadata/root.json)
 
 image-selftest: deps image-apt
 	image-build/rootfs-selftest.sh

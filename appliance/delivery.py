@@ -232,6 +232,9 @@ class PublishOutcome:
     """How many messages, counted from the first, were acknowledged (MQTT: by the back office, end to end)."""
     error: str | None = None
     """Why the next one was not (no patient data: a transport or broker reason)."""
+    resend: bool = False
+    """Send the rest again at once, without back-off: the receiver is up but an earlier message was
+    lost on the way (it holds back what came after it)."""
 
 
 class Publisher(Protocol):
@@ -316,7 +319,7 @@ def deliver_published(
                         conn,
                         head.id,
                         outcome.error or "not acknowledged",
-                        when + _publish_retry_delay(head.attempts),
+                        when + (0.0 if outcome.resend else _publish_retry_delay(head.attempts)),
                     )
             report.delivered += done
             if done < len(run):

@@ -1,12 +1,13 @@
 #!/bin/bash
 # Build an arm64 Debian bookworm root filesystem with the comptoir release installed, and run the
 # release's self-test inside it (qemu-user through binfmt_misc). The step of the image recipe that
-# runs without loop devices: `make image` (README.md) does the rest (partitions, RAUC bundle).
+# runs without the rest of the image: `make image` (README.md) builds the whole disk image.
 #
 #   sudo image-build/rootfs-selftest.sh [WORKDIR]        # default WORKDIR: /var/tmp/comptoir-rootfs
 #
 # Needs: root, debootstrap, qemu-user-static, binfmt_misc with a qemu-aarch64 entry, network access
-# to deb.debian.org and PyPI (or their mirrors). The debootstrapped base is cached in
+# to a Debian archive (the build host's own, read from its apt sources by lib/mirror.sh, or
+# $DEBIAN_MIRROR) and to PyPI (or the index pip is configured with). The debootstrapped base is cached in
 # $COMPTOIR_IMAGE_CACHE (default /var/tmp/comptoir-image-cache): ~4 min the first time, seconds after.
 # Prints the self-test's JSON (machine must be aarch64) and exits 0 when it passed.
 set -euo pipefail
@@ -16,17 +17,19 @@ REPO="$(dirname "$HERE")"
 WORK="${1:-/var/tmp/comptoir-rootfs}"
 CACHE="${COMPTOIR_IMAGE_CACHE:-/var/tmp/comptoir-image-cache}"
 SUITE=bookworm
-MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 PY="${PYTHON:-$REPO/.venv/bin/python}"
 VERSION="${COMPTOIR_VERSION:-$("$PY" -c 'import tomllib;print(tomllib.load(open("'"$REPO"'/pyproject.toml","rb"))["project"]["version"])')}"
 BASE_PACKAGES=python3,ca-certificates,python3-evdev,python3-pyscard
 WHEEL_PLATFORMS=(manylinux2014_aarch64 manylinux_2_17_aarch64 manylinux_2_28_aarch64 manylinux_2_34_aarch64)
 # Binary wheels for arm64 from PyPI. evdev, pyscard: Debian packages (no arm64 wheels on PyPI);
-# xkbcommon: sdist only, built in the full image by the recipe (README.md), not needed by the self-test.
+# xkbcommon: sdist only, built by arm64-wheels.sh for the full image, not needed by the self-test.
 WHEEL_REQUIREMENTS=("cryptography>=42" "biip>=5.0" "python-stdnum>=1.20" "sqlite-utils>=4.2" "zxing-cpp>=2.3"
   "numpy>=1.26" "pillow>=10" "pyserial>=3.5" "httpx>=0.27" "paho-mqtt>=2.1" "tuf>=5")
 
 die() { echo "rootfs-selftest: $*" >&2; exit 1; }
+# shellcheck source=lib/mirror.sh
+. "$HERE/lib/mirror.sh"
+MIRROR="$(resolve_debian_mirror)" || die "no Debian archive: set DEBIAN_MIRROR"
 step() { printf '[%5ss] %s\n' "$SECONDS" "$*"; }
 
 [ "$(id -u)" = 0 ] || die "must run as root (debootstrap, chroot)"

@@ -26,7 +26,9 @@ there)::
 A back-office message counts as delivered only when the back office acknowledged its key on
 ``events/ack`` after storing it: a PUBACK only says the broker has it, and mosquitto PUBACKs before
 it persists, so a killed broker could lose it. What is not acknowledged within ``publish_timeout``
-is left undelivered and re-published later (the back office deduplicates by key).
+is left undelivered and re-published later (the back office deduplicates by key). When the back
+office holds back a message because the one before it never arrived (``{"held": [...]}``, with the
+correlation data of the send it answers), the run is sent again at once.
 
 An outbox message goes out as ``{"key", "seq", "stream", **payload}``: ``key`` is what receivers
 deduplicate on, ``seq`` (the outbox id) lets them check the order per stream, ``prev`` (the ``seq`` of
@@ -79,7 +81,7 @@ class MqttSettings:
     key: Path
     keepalive: int = 30
     publish_timeout: float = 10.0
-    """How long a window of messages may wait for its PUBACKs before it is retried later."""
+    """How long a window of messages may wait for the back office's acknowledgement before it is retried."""
     reconnect_min: int = 1
     reconnect_max: int = 30
     max_inflight: int = 200
@@ -135,6 +137,9 @@ class BackOfficeLink:
         self._lock = threading.Lock()
         self._reasons: dict[int, ReasonCode] = {}
         self._acked: set[str] = set()
+        self._held: set[str] = set()
+        self._round = 0
+        """Numbers each call to :meth:`publish`; sent as correlation data, echoed by held-back notices."""
         self._ack_arrived = threading.Condition(self._lock)
         self._last_acked: dict[str, int] = {}
         client = mqtt.Client(
@@ -182,7 +187,7 @@ class BackOfficeLink:
             return
         if self._connected.is_set():
             info = self._client.publish(self.topic("state"), OFFLINE, qos=1, retain=True)
-            self._wait(info, timeout)
+            self._wait(info, time.monotonic() + timeout, self._generation)
         self._client.disconnect()
         self._client.loop_stop()
         self._started = False
@@ -241,27 +246,32 @@ class BackOfficeLink:
             self._on_command_cb(bytes(message.payload))
         elif message.topic == self.topic("events/ack"):
             try:
-                keys = json.loads(message.payload).get("keys")
-            except (ValueError, AttributeError):
+                body = json.loads(message.payload)
+            except ValueError:
                 return
-            if not isinstance(keys, list):
+            if not isinstance(body, dict):
                 return
+            keys, held = body.get("keys"), body.get("held")
+            correlation = getattr(message.properties, "CorrelationData", None) if message.properties else None
             with self._lock:
-                if len(self._acked) > MAX_ACKED:
+                if len(self._acked) > MAX_ACKED or len(self._held) > MAX_ACKED:
                     self._acked.clear()  # late acknowledgements nobody waits for any more
-                self._acked.update(k for k in keys if isinstance(k, str))
+                    self._held.clear()
+                if isinstance(keys, list):
+                    self._acked.update(k for k in keys if isinstance(k, str))
+                if isinstance(held, list) and correlation == self._round.to_bytes(8, "big"):
+                    # a notice about an earlier send is stale: that run has been sent again since
+                    self._held.update(k for k in held if isinstance(k, str))
                 self._ack_arrived.notify_all()
 
     # --- publishing
 
-    def _wait(self, info: mqtt.MQTTMessageInfo, timeout: float) -> str | None:
+    def _wait(self, info: mqtt.MQTTMessageInfo, deadline: float, generation: int) -> str | None:
         """Wait for one PUBACK; None when acknowledged with success, else why not."""
-        deadline = time.monotonic() + timeout
-        generation = self._generation
         while not info.is_published():
             left = deadline - time.monotonic()
             if left <= 0:
-                return f"no PUBACK within {timeout:g} s"
+                return "no PUBACK in time"
             if not self._connected.is_set() or self._generation != generation:
                 return "connection lost before the PUBACK"
             try:
@@ -276,46 +286,71 @@ class BackOfficeLink:
 
     def publish(self, stream: str, messages: Sequence[OutboxMessage]) -> PublishOutcome:
         """Publish a run of outbox messages with QoS 1 and wait (bounded) for the back office to
-        acknowledge their keys; returns how many of the run, as a prefix, it acknowledged."""
+        acknowledge their keys; returns how many of the run, as a prefix, it acknowledged.
+
+        A PUBACK only says the broker has a message, so it never counts as delivery: when the link
+        breaks or the broker refuses one, what the back office already acknowledged is still the
+        answer. When the back office says it holds back a message of the run (its predecessor never
+        arrived), the rest is sent again at once rather than after the wait runs out.
+        """
         sub = STREAM_TOPICS.get(stream)
         if sub is None:
             return PublishOutcome(0, f"no topic for stream {stream!r}")
         if not self._connected.is_set():
             return PublishOutcome(0, "not connected to the back office")
         topic = self.topic(sub)
+        generation = self._generation
         infos: list[mqtt.MQTTMessageInfo] = []
+        properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
         with self._lock:
             prev = self._last_acked.get(stream)
+            self._round += 1
+            self._held.clear()
+            properties.CorrelationData = self._round.to_bytes(8, "big")
         for message in messages:
-            info = self._client.publish(topic, encode(message, prev), qos=1)
+            info = self._client.publish(topic, encode(message, prev), qos=1, properties=properties)
             prev = message.id
             if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
                 break
             infos.append(info)
         deadline = time.monotonic() + self.settings.publish_timeout
-        for done, info in enumerate(infos):
-            error = self._wait(info, max(0.0, deadline - time.monotonic()))
+        sent = messages[: len(infos)]
+        for n, info in enumerate(infos):
+            error = self._wait(info, deadline, generation)
             if error is not None:
+                # only what the back office acknowledged so far counts, PUBACKed or not
+                done, _, _ = self._wait_acknowledged(stream, sent[:n], time.monotonic(), generation)
                 return PublishOutcome(done, error)
-        done, error = self._wait_acknowledged(stream, messages[: len(infos)], deadline)
+        done, error, resend = self._wait_acknowledged(stream, sent, deadline, generation)
         if error is not None:
-            return PublishOutcome(done, error)
+            return PublishOutcome(done, error, resend=resend)
         if len(infos) < len(messages):
             return PublishOutcome(len(infos), "paho refused to queue the message")
         return PublishOutcome(len(infos))
 
     def _wait_acknowledged(
-        self, stream: str, messages: Sequence[OutboxMessage], deadline: float
-    ) -> tuple[int, str | None]:
-        """Wait until the back office acknowledged the keys of ``messages``; (prefix acknowledged, why not)."""
+        self, stream: str, messages: Sequence[OutboxMessage], deadline: float, generation: int
+    ) -> tuple[int, str | None, bool]:
+        """Wait until the back office acknowledged the keys of ``messages``.
+
+        Returns the prefix acknowledged, why not all of it, and whether to send the rest again at
+        once (the back office holds back one of them: an earlier one was lost on the way).
+        """
         done = 0
         error: str | None = None
-        generation = self._generation
+        resend = False
         with self._lock:
             while True:
                 while done < len(messages) and messages[done].key in self._acked:
                     done += 1
                 if done == len(messages):
+                    break
+                if self._held and any(m.key in self._held for m in messages[done:]):
+                    error, resend = "the back office is missing an earlier message: sending again", True
+                    if done == 0 and messages[0].key in self._held:
+                        # it does not know the message we took as acknowledged before this run (its
+                        # store was restored, say): send the run without ``prev`` so it is taken
+                        self._last_acked.pop(stream, None)
                     break
                 left = deadline - time.monotonic()
                 if left <= 0:
@@ -325,15 +360,17 @@ class BackOfficeLink:
                     error = "connection lost before the back office acknowledged"
                     break
                 self._ack_arrived.wait(min(left, 0.1))
-            self._acked.difference_update(m.key for m in messages[:done])
+            self._acked.difference_update(m.key for m in messages)
+            self._held.difference_update(m.key for m in messages)
             if done:
                 self._last_acked[stream] = messages[done - 1].id
-        return done, (None if done == len(messages) else error)
+        return done, (None if done == len(messages) else error), resend
 
     def publish_now(self, sub: str, payload: bytes, *, retain: bool = False, timeout: float = 5.0) -> str | None:
         """Publish one message that is not in the outbox (telemetry, a refusal of an unauthenticated
         command) with QoS 1; None when acknowledged, else why not."""
         if not self._connected.is_set():
             return "not connected to the back office"
+        generation = self._generation
         info = self._client.publish(self.topic(sub), payload, qos=1, retain=retain)
-        return self._wait(info, timeout)
+        return self._wait(info, time.monotonic() + timeout, generation)

@@ -284,6 +284,8 @@ class SyncService:
                     self.db, self.link, clock=self.clock, window=self.config.window, max_windows=20
                 )
                 report.published, report.deferred = published.delivered, published.deferred
+                for note in published.notes:
+                    log.info("back office: %s", note)  # transport reasons only, never patient data
                 if self.clock() >= self._telemetry_due:
                     report.telemetry = self._send_telemetry()
         if self.teleservices is not None and self.records is not None:

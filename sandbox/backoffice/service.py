@@ -5,7 +5,7 @@ It connects to the broker with its own certificate (common name ``backoffice``: 
 publish while it is down is queued by the broker and arrives when it is back.
 
 After a batch is stored, the keys of the boxes' outbox messages in it (new or repeated) go back to
-each box on ``comptoir/<pharmacy>/<device>/events/ack`` (``{"keys": [...]}``, QoS 1): the box marks a
+each box on ``comptoir/<pharmacy>/<device>/events/ack`` (``{"keys": [...], "held": [...]}``, QoS 1): the box marks a
 message delivered only then, not on the broker's PUBACK (mosquitto PUBACKs before it persists).
 
 Messages are acknowledged *after* they are stored: paho's ``manual_ack`` lets a writer thread commit
@@ -52,7 +52,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from sandbox.backoffice.rollouts import RolloutRunner
-from sandbox.backoffice.store import BackOfficeStore, Incoming
+from sandbox.backoffice.store import Applied, BackOfficeStore, Incoming
 from sync.commands import COMMAND_TYPES, make_command
 from sync.mqtt import tls_context
 
@@ -224,24 +224,38 @@ class BackOffice:
                     break
                 batch.append(more)
             try:
-                stored = self.store.apply(Incoming(m.topic, bytes(m.payload), at) for m, _, at in batch)
+                applied = self.store.apply(
+                    Incoming(m.topic, bytes(m.payload), at, _correlation(m)) for m, _, at in batch
+                )
             except Exception:
                 log.exception("back office: could not store %d messages (the broker will resend them)", len(batch))
                 continue
-            self._acknowledge(stored)
+            self._acknowledge(applied)
             for message, generation, _ in batch:
                 if message.qos > 0 and generation == self._generation:
                     self._client.ack(message.mid, message.qos)
 
-    def _acknowledge(self, stored: list[tuple[str, str]]) -> None:
-        """Tell each box which of its outbox messages are stored (QoS 1, not waited for: a lost
-        acknowledgement only means the box sends the message again, and it is deduplicated)."""
-        per_device: dict[str, list[str]] = {}
-        for device, key in stored:
-            per_device.setdefault(device, []).append(key)
-        for device, keys in per_device.items():
+    def _acknowledge(self, applied: Applied) -> None:
+        """Tell each box which of its outbox messages are stored and which are held back (QoS 1, not
+        waited for: a lost acknowledgement only means the box sends the message again, deduplicated).
+
+        Held-back notices carry the correlation data of the send they answer, so that the box ignores
+        one that arrives after it has already sent again."""
+        stored: dict[str, list[str]] = {}
+        for device, key in applied.stored:
+            stored.setdefault(device, []).append(key)
+        for device, keys in stored.items():
             body = json.dumps({"keys": keys}, separators=(",", ":")).encode("utf-8")
             self._client.publish(f"comptoir/{device}/events/ack", body, qos=1)
+        held: dict[tuple[str, bytes | None], list[str]] = {}
+        for device, key, correlation in applied.held:
+            held.setdefault((device, correlation), []).append(key)
+        for (device, correlation), keys in held.items():
+            properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+            if correlation is not None:
+                properties.CorrelationData = correlation
+            body = json.dumps({"held": keys}, separators=(",", ":")).encode("utf-8")
+            self._client.publish(f"comptoir/{device}/events/ack", body, qos=1, properties=properties)
 
     # --- roll-outs
 
@@ -297,6 +311,11 @@ class BackOffice:
 
 
 ROLLOUT_STATES = {"running": "en cours", "paused": "en pause", "done": "terminé"}
+
+
+def _correlation(message: mqtt.MQTTMessage) -> bytes | None:
+    value = getattr(message.properties, "CorrelationData", None) if message.properties else None
+    return bytes(value) if isinstance(value, (bytes, bytearray)) else None
 
 
 def _rollouts_table(rollouts: list[dict[str, Any]]) -> str:

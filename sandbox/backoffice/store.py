@@ -14,7 +14,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +89,9 @@ class Incoming:
     topic: str
     payload: bytes
     received_at: float
+    correlation: bytes | None = None
+    """MQTT 5 correlation data of the box's send (echoed with a held-back notice, so the box can tell
+    a notice about this send from a late one about an earlier send)."""
 
 
 def split_topic(topic: str) -> tuple[str, str] | None:
@@ -97,6 +100,16 @@ def split_topic(topic: str) -> tuple[str, str] | None:
     if len(parts) < 4 or parts[0] != "comptoir":
         return None
     return f"{parts[1]}/{parts[2]}", "/".join(parts[3:])
+
+
+@dataclass(slots=True)
+class Applied:
+    """What a batch did to the boxes' outbox messages, for their end-to-end acknowledgement."""
+
+    stored: list[tuple[str, str]] = field(default_factory=list)
+    """``(device, key)`` now stored (new or repeated): the box may mark them delivered."""
+    held: list[tuple[str, str, bytes | None]] = field(default_factory=list)
+    """``(device, key, correlation)`` held back because the message before it in its stream is missing."""
 
 
 class BackOfficeStore:
@@ -121,28 +134,26 @@ class BackOfficeStore:
 
     # --- applying messages (one transaction for a batch, committed before the PUBACKs go out)
 
-    def apply(self, messages: Iterable[Incoming]) -> list[tuple[str, str]]:
+    def apply(self, messages: Iterable[Incoming]) -> Applied:
         """Store a batch of messages in one transaction (the caller acknowledges them afterwards).
 
-        Returns ``(device, key)`` of the outbox messages now stored (new or repeated), for the
-        end-to-end acknowledgement to the boxes. A message whose ``prev`` (the seq before it in its
-        stream) is newer than the last one stored is held back (not stored, not acknowledged): its
-        predecessor was lost on the way and the box sends both again, in order.
+        Returns ``(device, key)`` of the outbox messages now stored (new or repeated) and of those
+        held back, for the end-to-end acknowledgement to the boxes. A message whose ``prev`` (the seq
+        before it in its stream) is newer than the last one stored is held back (not stored): its
+        predecessor was lost on the way, and telling the box lets it send both again, in order, at once.
         """
-        stored: list[tuple[str, str]] = []
+        applied = Applied()
         with self._lock:
             conn = self._conn
             conn.execute("BEGIN IMMEDIATE")
             try:
                 for message in messages:
-                    key = self._apply_one(conn, message)
-                    if key is not None:
-                        stored.append(key)
+                    self._apply_one(conn, message, applied)
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
             conn.execute("COMMIT")
-        return stored
+        return applied
 
     def _touch(self, conn: sqlite3.Connection, device: str, at: float) -> None:
         conn.execute(
@@ -150,42 +161,45 @@ class BackOfficeStore:
             (device, at, at),
         )
 
-    def _apply_one(self, conn: sqlite3.Connection, message: Incoming) -> tuple[str, str] | None:
+    def _apply_one(self, conn: sqlite3.Connection, message: Incoming, applied: Applied) -> None:
         where = split_topic(message.topic)
         if where is None:
-            return None
+            return
         device, kind = where
         at = message.received_at
         if kind == "state":
             state = message.payload.decode("utf-8", "replace")[:32]
             self._touch(conn, device, at)
             conn.execute("UPDATE devices SET state = ?, state_at = ? WHERE device = ?", (state, at, device))
-            return None
+            return
         try:
             body = json.loads(message.payload)
         except (UnicodeDecodeError, ValueError):
-            return None
+            return
         if not isinstance(body, dict):
-            return None
+            return
         self._touch(conn, device, at)
         if kind == "telemetry":
             conn.execute(
                 "UPDATE devices SET telemetry = ?, telemetry_at = ? WHERE device = ?",
                 (json.dumps(body), at, device),
             )
-            return None
+            return
         if kind == "cmd/ack" and "key" not in body:
             self._answer(conn, body, at)  # an answer sent directly (refusal, repeated answer)
-            return None
+            return
         if kind not in ("events", "events/update", "cmd/ack") or not isinstance(body.get("key"), str):
-            return None
+            return
         seq = int(body.get("seq") or 0)
         stream = str(body.get("stream") or kind)
         prev = body.get("prev")
         known = conn.execute("SELECT 1 FROM events WHERE device = ? AND key = ?", (device, body["key"])).fetchone()
         last = conn.execute("SELECT last_seq FROM streams WHERE device = ? AND stream = ?", (device, stream)).fetchone()
         if known is None and isinstance(prev, int) and last is not None and prev > int(last[0]):
-            return None  # its predecessor has not arrived: held back, the box sends both again
+            applied.held.append(
+                (device, body["key"], message.correlation)
+            )  # its predecessor has not arrived: the box sends both again
+            return
         inserted = conn.execute(
             "INSERT INTO events(device, stream, key, seq, type, payload, received_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT(device, key) DO NOTHING",
@@ -193,7 +207,8 @@ class BackOfficeStore:
         ).rowcount
         if not inserted:
             conn.execute("UPDATE devices SET duplicates = duplicates + 1 WHERE device = ?", (device,))
-            return device, body["key"]
+            applied.stored.append((device, body["key"]))
+            return
         if last is not None and seq <= int(last[0]):
             conn.execute("UPDATE devices SET out_of_order = out_of_order + 1 WHERE device = ?", (device,))
         conn.execute(
@@ -203,7 +218,7 @@ class BackOfficeStore:
         )
         if kind == "cmd/ack":
             self._answer(conn, body, at)
-        return device, body["key"]
+        applied.stored.append((device, body["key"]))
 
     @staticmethod
     def _answer(conn: sqlite3.Connection, body: dict[str, Any], at: float) -> None:

@@ -68,6 +68,31 @@ def test_windows_are_marked_delivered_as_an_acknowledged_prefix(tmp_path: Path) 
     db.close()
 
 
+def test_a_gap_the_receiver_reports_is_filled_at_once_without_back_off(tmp_path: Path) -> None:
+    """The back office holds back what follows a lost message and says so: the box sends the rest
+    again on its next pass instead of waiting out a back-off (the receiver is known to be up)."""
+    db = _db(tmp_path, 6)
+
+    class GapPublisher:
+        def __init__(self) -> None:
+            self.sent: list[list[str]] = []
+
+        def publish(self, stream: str, messages: Sequence[OutboxMessage]) -> PublishOutcome:
+            self.sent.append([m.key for m in messages])
+            if len(self.sent) == 1:
+                return PublishOutcome(2, "the back office is missing an earlier message", resend=True)
+            return PublishOutcome(len(messages))
+
+    publisher = GapPublisher()
+    first = deliver_published(db, publisher, clock=lambda: NOW, window=10)
+    assert first.delivered == 2 and first.deferred == 1
+    head = outbox.get(db, 3)
+    assert head.key == "e2" and head.next_attempt_at is not None and head.next_attempt_at <= NOW
+    assert deliver_published(db, publisher, clock=lambda: NOW, window=10).delivered == 4
+    assert publisher.sent[1] == ["e2", "e3", "e4", "e5"]
+    db.close()
+
+
 def test_teleservice_delivery_leaves_back_office_streams_alone(tmp_path: Path) -> None:
     db = _db(tmp_path, 3)
 

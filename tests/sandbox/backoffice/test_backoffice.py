@@ -49,6 +49,30 @@ def test_store_dedupes_by_key_and_counts_out_of_order(tmp_path: Path) -> None:
         store.close()
 
 
+def test_store_holds_back_a_message_whose_predecessor_is_missing_and_says_so(tmp_path: Path) -> None:
+    """A broker that dies after taking a message can lose it while the next ones get through: storing
+    those would break the stream's order, so they are held back and reported, and stored once the box
+    has sent the missing one again."""
+    store = BackOfficeStore(tmp_path / "bo.db")
+    try:
+        first = store.apply([_event("a", 1), _event("b", 2, prev=1)])
+        assert first.stored == [("ph9/c2", "a"), ("ph9/c2", "b")] and first.held == []
+        gap = store.apply([_event("d", 4, prev=3), _event("e", 5, prev=4)])  # "c" (3) was lost
+        assert gap.stored == [] and [key for _, key, _ in gap.held] == ["d", "e"]
+        assert store.event_keys("ph9/c2") == ["a", "b"]
+        again = store.apply(
+            [_event("b", 2, prev=1), _event("c", 3, prev=2), _event("d", 4, prev=3), _event("e", 5, prev=4)]
+        )
+        assert [key for _, key in again.stored] == ["b", "c", "d", "e"], "a repeat is acknowledged again"
+        assert store.event_keys("ph9/c2") == ["a", "b", "c", "d", "e"]
+        device = store.device("ph9/c2")
+        assert device is not None and device["out_of_order"] == 0 and device["duplicates"] == 1
+        # a box that restarted knows no predecessor: its first message is taken as it comes
+        assert store.apply([_event("f", 6)]).stored == [("ph9/c2", "f")]
+    finally:
+        store.close()
+
+
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     return Pki(tmp_path_factory.mktemp("pki"))
