@@ -135,26 +135,25 @@ def _fill(db_path: Path, count: int) -> None:
     db.close()
 
 
+def start_backoffice(pki: Pki, port: int, directory: Path) -> BackOffice:
+    """The reference back office, one for the whole delivery part (as in the field: one back office,
+    always subscribed, so the broker never queues for a session nobody resumes)."""
+    issued = pki.client("backoffice")
+    office = BackOffice(
+        BackOfficeSettings(
+            "127.0.0.1", port, pki.ca.cert, issued.cert, issued.key, directory / "bo.db", Ed25519PrivateKey.generate()
+        )
+    )
+    office.start()
+    office.wait_connected(10)
+    return office
+
+
 def outbox_rate(pki: Pki, port: int, directory: Path, count: int, window: int, device: str) -> Rate:
     """Queued outbox events through BackOfficeLink + deliver_published, marked delivered when the
     reference back office acknowledged them end to end (one commit per window on each side)."""
     db_path = directory / f"outbox-{window}.db"
     _fill(db_path, count)
-    issued_office = pki.client("backoffice")
-    office = BackOffice(
-        BackOfficeSettings(
-            "127.0.0.1",
-            port,
-            pki.ca.cert,
-            issued_office.cert,
-            issued_office.key,
-            directory / f"bo-{window}.db",
-            Ed25519PrivateKey.generate(),
-            client_id=f"backoffice-{window}",
-        )
-    )
-    office.start()
-    office.wait_connected(10)
     pharmacy, name = device.split("/")
     issued = pki.client(device)
     link = BackOfficeLink(
@@ -171,19 +170,11 @@ def outbox_rate(pki: Pki, port: int, directory: Path, count: int, window: int, d
     elapsed = time.perf_counter() - started
     db.close()
     link.stop()
-    office.stop()
     return Rate(f"outbox -> MQTT (window {window})", count, elapsed)
 
 
-def drain_to_backoffice(pki: Pki, broker: MosquittoBroker, directory: Path, count: int) -> Rate:
+def drain_to_backoffice(pki: Pki, broker: MosquittoBroker, office: BackOffice, directory: Path, count: int) -> Rate:
     """10,000 events queued while offline, drained to the reference back office (stored, deduplicated)."""
-    signing = Ed25519PrivateKey.generate()
-    issued = pki.client("backoffice")
-    office = BackOffice(
-        BackOfficeSettings("127.0.0.1", broker.port, pki.ca.cert, issued.cert, issued.key, directory / "bo.db", signing)
-    )
-    office.start()
-    office.wait_connected(10)
     db_path = directory / "drain.db"
     _fill(db_path, count)
     issued_box = pki.client("bench/drain")
@@ -203,7 +194,6 @@ def drain_to_backoffice(pki: Pki, broker: MosquittoBroker, directory: Path, coun
     stored = len(office.store.event_keys("bench/drain"))
     db.close()
     link.stop()
-    office.stop()
     return Rate(f"drain {count} queued events to the back office (stored {stored})", count, elapsed)
 
 
@@ -395,6 +385,7 @@ def run_benchmark(args: argparse.Namespace) -> Report:
         pki = Pki(directory / "pki")
         broker = MosquittoBroker(directory / "broker", pki)
         broker.start()
+        office = start_backoffice(pki, broker.port, directory)
         try:
             rates = [
                 raw_paho(pki, broker.port, args.messages, 200),
@@ -402,8 +393,9 @@ def run_benchmark(args: argparse.Namespace) -> Report:
                 raw_paho(pki, broker.port, args.messages, 20),
                 outbox_rate(pki, broker.port, directory, args.messages, 500, "bench/w500"),
             ]
-            drain = drain_to_backoffice(pki, broker, directory, args.messages)
+            drain = drain_to_backoffice(pki, broker, office, directory, args.messages)
         finally:
+            office.stop()
             broker.kill()
         fleet_broker = MosquittoBroker(directory / "fleet-broker", pki, autosave_changes=args.autosave_changes)
         fleet_broker.start()

@@ -11,7 +11,9 @@
 # dated snapshot of the archive for a bit-for-bit reproducible build), SOURCE_DATE_EPOCH, IMAGE_SIZE
 # (default 8G), PYTHON (default .venv/bin/python). Needs mmdebstrap, arch-test, qemu-user-static with
 # binfmt_misc (the package scripts and the app's self-test run under qemu-aarch64), e2fsprogs,
-# dosfstools, mtools, fdisk.
+# dosfstools, mtools, fdisk. ROOT_PASSWORD_HASH_FILE: a file holding a crypt(3) hash (`openssl
+# passwd -6`), root's password for the installer's console login at provisioning; without it root
+# stays locked (no login at all).
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 REPO="$(dirname "$HERE")"
@@ -49,6 +51,10 @@ done
 [ -f "$ARCHIVE" ] || die "no release archive $ARCHIVE"
 [ -f "$TRUSTED_ROOT" ] || die "no TUF root $TRUSTED_ROOT"
 ARCHIVE="$(readlink -f "$ARCHIVE")"; TRUSTED_ROOT="$(readlink -f "$TRUSTED_ROOT")"
+if [ -n "${ROOT_PASSWORD_HASH_FILE:-}" ]; then
+  [ -s "$ROOT_PASSWORD_HASH_FILE" ] || die "ROOT_PASSWORD_HASH_FILE: no file $ROOT_PASSWORD_HASH_FILE"
+  ROOT_PASSWORD_HASH_FILE="$(readlink -f "$ROOT_PASSWORD_HASH_FILE")"; export ROOT_PASSWORD_HASH_FILE
+fi
 WORK="$(mktemp -d "${TMPDIR:-/var/tmp}/comptoir-image.XXXXXX")"; trap 'rm -rf "$WORK"' EXIT
 # Fixed identifiers (disk, partitions, file systems): the same inputs give the same image.
 uuid() { "$PY" -c 'import sys, uuid; print(uuid.uuid5(uuid.NAMESPACE_URL, "comptoir-image:" + sys.argv[1]))' "$1"; }
@@ -76,6 +82,8 @@ mmdebstrap --arch=arm64 --variant=minbase --components=main,non-free-firmware \
   --customize-hook='echo comptoir > "$1/etc/hostname" && printf "127.0.0.1\tlocalhost\n127.0.1.1\tcomptoir\n::1\tlocalhost ip6-localhost ip6-loopback\n" > "$1/etc/hosts"' \
   --customize-hook='ln -sf ../run/systemd/resolve/stub-resolv.conf "$1/etc/resolv.conf"' \
   --customize-hook='rm -f "$1/etc/machine-id" && touch "$1/etc/machine-id"' \
+  --customize-hook='ln -s /var/lib/comptoir/app/current/bin/comptoir "$1/usr/local/bin/comptoir"' \
+  --customize-hook='if [ -n "${ROOT_PASSWORD_HASH_FILE:-}" ]; then chroot "$1" usermod -p "$(cat "$ROOT_PASSWORD_HASH_FILE")" root; fi' \
   bookworm "$ROOTFS" "$MIRROR"
 chmod 0755 "$ROOTFS/usr/lib/comptoir/rauc-rpi-boot"
 
