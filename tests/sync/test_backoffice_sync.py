@@ -127,7 +127,7 @@ def test_lost_pubacks_mean_resending_and_the_back_office_applies_once(
             keys = enqueue_events(db, 30)
             assert backoffice.wait_for(lambda: len(backoffice.store.event_keys(DEVICE)) == 30, 10)
             time.sleep(1.5)  # the box's wait for PUBACKs runs out
-            assert _depth(db) == 30, "nothing may be marked delivered without its PUBACK"
+            assert _depth(db) == 30, "nothing may be marked delivered without its acknowledgement"
             proxy.swallow_downstream = False
             proxy.cut()  # the box notices, reconnects and sends again
             assert backoffice.wait_for(lambda: _depth(db) == 0, 20)
