@@ -295,7 +295,8 @@ def deliver_published(
     Marks delivered only what was acknowledged, as a prefix of the run, in one transaction per
     window (one fsync for up to ``window`` messages, not one each); the first unacknowledged message
     gets its back-off and its stream stops there for this call. A stream that failed is not tried
-    again in the same call; the others carry on.
+    again in the same call; the others carry on. The first try after a failure sends the head alone;
+    windows resume once it is acknowledged.
     """
     report = DeliveryReport()
     blocked: set[str] = set()
@@ -307,19 +308,20 @@ def deliver_published(
             run = pending_run(db, stream, window, now=clock())
             if not run:
                 continue
+            if run[0].attempts > 0:
+                # after a failure, one message probes the receiver: a back office that is down gets one
+                # copy per back-off from each box, not a whole window each time (the broker queues them)
+                run = run[:1]
             outcome = publisher.publish(stream, run)
             done = max(0, min(outcome.acknowledged, len(run)))
             with transaction(db) as conn:
                 when = clock()
                 for message in run[:done]:
                     outbox.mark_delivered(conn, message.id, {"ack": "puback"}, now=when)
-                if done < len(run):
+                if done < len(run) and not outcome.resend:  # a resend is no failure: due again at once
                     head = run[done]
                     outbox.mark_failed(
-                        conn,
-                        head.id,
-                        outcome.error or "not acknowledged",
-                        when + (0.0 if outcome.resend else _publish_retry_delay(head.attempts)),
+                        conn, head.id, outcome.error or "not acknowledged", when + _publish_retry_delay(head.attempts)
                     )
             report.delivered += done
             if done < len(run):

@@ -9,9 +9,11 @@ Why each setting:
   becomes the MQTT user the ACL is written for. No passwords to leak or rotate on boxes.
 - ``allow_anonymous false`` and the ACL: anything not granted is denied (mosquitto 2.0 answers a
   denied MQTT 5 publish with PUBACK "Not authorized", which the box treats as not delivered).
-- ``persistence`` with ``autosave_on_changes``: the retained states and the messages queued for the
-  back office's persistent session survive a broker restart (they are saved after every change,
-  not every 30 minutes; the files are small).
+- ``persistence`` with ``autosave_on_changes`` every 1,000 changes: the retained states, sessions and
+  queued messages survive a clean restart. A crash loses at most the changes since the last save,
+  and none of them for good: a box marks an event delivered only when the back office acknowledged it
+  end to end (it sends it again otherwise), clients subscribe again on each connection, and the back
+  office sends unanswered commands again when a box comes online.
 - ``max_queued_messages 0`` (no limit) and ``max_queued_bytes`` bounded in bytes: mosquitto's default
   of 1000 queued messages per offline client would silently drop the events of a fleet while the
   back office is down, after each box had them acknowledged and forgot them.
@@ -58,17 +60,17 @@ def render_config(
     run_as: str | None = None,
     log_dest: str = "syslog",
     max_inflight: int = 1000,
-    autosave_changes: int = 1,
+    autosave_changes: int = 1000,
 ) -> str:
     """The mosquitto configuration text for ``files``; ``bind`` limits the listener to one address
     (tests: 127.0.0.1), ``run_as`` is the account mosquitto drops to when started as root.
 
     ``autosave_changes``: mosquitto rewrites its whole persistence file after this many changes
-    (retained messages, subscriptions, queued messages). 1 loses nothing a crash could lose, but each
-    save costs in proportion to the broker's state, so it is quadratic in the fleet size: bench/sync.py
-    measured that it stops one mosquitto from even connecting 2,000 boxes in minutes (bench/README.md).
-    Past a few hundred boxes, raise it (bounded loss on a broker crash) or move to the clustered
-    broker with a durable store documented there.
+    (retained messages, subscriptions, queued messages). Each save costs in proportion to the broker's
+    state, so saving often is quadratic in the fleet size: with 1, bench/sync.py measured that one
+    mosquitto could not even connect 2,000 boxes in minutes (bench/README.md). What a crash loses
+    between two saves is recovered end to end (see the module docstring), so the shipped value is
+    1,000; the tests' killed broker runs with it.
     """
     listener = f"listener {port} {bind}" if bind else f"listener {port}"
     lines = [

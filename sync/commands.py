@@ -22,8 +22,9 @@ Answer (on ``<prefix>/cmd/ack``)::
 
 **Idempotency.** An authenticated command's effect, its audit row and its answer (an ``acks`` outbox
 message keyed ``ack:<id>``) commit in one transaction, so the answer is delivered at least once
-(MQTT QoS 1, marked delivered on PUBACK) and a command that arrives again (QoS 1 redelivery, a back
-office retrying) finds its key: nothing is applied twice, the recorded answer is sent again. A
+(MQTT QoS 1, marked delivered when the back office acknowledged it) and a command that arrives again
+(QoS 1 redelivery, the back office sending it again when the box comes online) finds its key:
+nothing is applied twice, the recorded answer is sent again. A
 message that is not an authenticated command (unreadable, bad signature) changes nothing on the box:
 its refusal is sent once, directly, and not recorded.
 """

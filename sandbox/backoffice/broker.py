@@ -59,7 +59,7 @@ class MosquittoBroker:
         *,
         port: int | None = None,
         max_inflight: int = 1000,
-        autosave_changes: int = 1,
+        autosave_changes: int = 1000,
     ) -> None:
         self.directory = directory
         self.pki = pki

@@ -231,6 +231,8 @@ class BackOffice:
                 log.exception("back office: could not store %d messages (the broker will resend them)", len(batch))
                 continue
             self._acknowledge(applied)
+            for device, signed in applied.commands:
+                self._client.publish(f"comptoir/{device}/cmd", signed, qos=1)
             for message, generation, _ in batch:
                 if message.qos > 0 and generation == self._generation:
                     self._client.ack(message.mid, message.qos)
@@ -282,14 +284,19 @@ class BackOffice:
     ) -> str:
         """Sign a command for ``device`` (``<pharmacy>/<device>``), record it and publish it (QoS 1).
 
-        Not retained: the box's persistent session queues it while the box is offline. Returns its id.
+        Not retained: the box's persistent session queues it while the box is offline, and it is sent
+        again each time the box comes online until answered (a crashed broker may have lost the queue).
+        Returns its id.
         """
         ident = command_id or uuid.uuid4().hex
         command = make_command(
             self.settings.signing_key, command_id=ident, device=device, kind=kind, args=args or {}, ttl=ttl
         )
-        self.store.record_command(ident, device, kind, args or {})
-        self.publish_raw(f"comptoir/{device}/cmd", json.dumps(command).encode("utf-8"), timeout=timeout)
+        signed = json.dumps(command).encode("utf-8")
+        self.store.record_command(
+            ident, device, kind, args or {}, signed=signed, expires_at=float(command.get("expires_at") or 0)
+        )
+        self.publish_raw(f"comptoir/{device}/cmd", signed, timeout=timeout)
         return ident
 
     def publish_raw(self, topic: str, payload: bytes, *, timeout: float = 5.0) -> None:

@@ -58,7 +58,9 @@ CREATE TABLE IF NOT EXISTS commands (
     status      TEXT NOT NULL DEFAULT 'sent',
     reason      TEXT,
     answer      TEXT,
-    answered_at REAL
+    answered_at REAL,
+    signed      TEXT,
+    expires_at  REAL
 );
 CREATE TABLE IF NOT EXISTS rollouts (
     id               INTEGER PRIMARY KEY,
@@ -110,6 +112,9 @@ class Applied:
     """``(device, key)`` now stored (new or repeated): the box may mark them delivered."""
     held: list[tuple[str, str, bytes | None]] = field(default_factory=list)
     """``(device, key, correlation)`` held back because the message before it in its stream is missing."""
+    commands: list[tuple[str, bytes]] = field(default_factory=list)
+    """``(device, signed command)`` to send again: the box just came online and has not answered them
+    (a broker that crashed may have lost what it queued for the box; the box applies a command once)."""
 
 
 class BackOfficeStore:
@@ -126,6 +131,10 @@ class BackOfficeStore:
             for statement in SCHEMA.split(";"):
                 if statement.strip():
                     self._conn.execute(statement)
+            columns = {row[1] for row in self._conn.execute("PRAGMA table_info(commands)")}
+            for column, kind in (("signed", "TEXT"), ("expires_at", "REAL")):  # files from before re-sending
+                if column not in columns:
+                    self._conn.execute(f"ALTER TABLE commands ADD COLUMN {column} {kind}")
             self._conn.execute("COMMIT")
 
     def close(self) -> None:
@@ -171,6 +180,13 @@ class BackOfficeStore:
             state = message.payload.decode("utf-8", "replace")[:32]
             self._touch(conn, device, at)
             conn.execute("UPDATE devices SET state = ?, state_at = ? WHERE device = ?", (state, at, device))
+            if state == "online":
+                unanswered = conn.execute(
+                    "SELECT signed FROM commands WHERE device = ? AND status = 'sent' AND signed IS NOT NULL"
+                    " AND expires_at > ? ORDER BY sent_at",
+                    (device, time.time()),
+                )
+                applied.commands.extend((device, str(row[0]).encode("utf-8")) for row in unanswered)
             return
         try:
             body = json.loads(message.payload)
@@ -230,12 +246,31 @@ class BackOfficeStore:
             (str(body.get("status")), body.get("reason"), json.dumps(body), at, command),
         )
 
-    def record_command(self, command_id: str, device: str, kind: str, args: dict[str, Any]) -> None:
+    def record_command(
+        self,
+        command_id: str,
+        device: str,
+        kind: str,
+        args: dict[str, Any],
+        *,
+        signed: bytes | None = None,
+        expires_at: float | None = None,
+    ) -> None:
+        """Record a command sent; with its signed form it is sent again each time the box comes online
+        until it answers or expires."""
         with self._lock:
             self._conn.execute(
-                "INSERT INTO commands(id, device, type, args, sent_at) VALUES (?, ?, ?, ?, ?)"
+                "INSERT INTO commands(id, device, type, args, sent_at, signed, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT(id) DO NOTHING",
-                (command_id, device, kind, json.dumps(args), time.time()),
+                (
+                    command_id,
+                    device,
+                    kind,
+                    json.dumps(args),
+                    time.time(),
+                    None if signed is None else signed.decode("utf-8"),
+                    expires_at,
+                ),
             )
 
     # --- reading

@@ -195,3 +195,43 @@ def test_commands_end_to_end_including_one_sent_while_the_box_was_offline(
         assert pending == 0
     finally:
         check.close()
+
+
+def test_a_command_the_broker_lost_while_the_box_was_away_is_sent_again_when_it_comes_back(
+    tmp_path: Path,
+    pki: Pki,
+    broker: MosquittoBroker,
+    backoffice: BackOffice,
+    command_key: Path,
+) -> None:
+    """The broker queues a command for an absent box; if the broker crashes and comes back without its
+    state, nothing would bring the command: the back office sends it again when the box says online."""
+    db, key = make_device_db(tmp_path / "box")
+    config = write_sync_config(
+        tmp_path / "sync.toml", db=db, key=key, pki=pki, broker_port=broker.port, command_key=command_key
+    )
+    stop = threading.Event()
+    thread = threading.Thread(target=lambda: SyncService(load_config(config)).run(stop), daemon=True)
+    thread.start()
+    assert backoffice.wait_for(lambda: (backoffice.store.device(DEVICE) or {}).get("online") is True, 10)
+    stop.set()
+    thread.join(10)
+    assert backoffice.wait_for(lambda: (backoffice.store.device(DEVICE) or {}).get("state") == "offline", 10)
+    queued = backoffice.send_command(DEVICE, "config", {"settings": {"qualification_visits": 5}})
+    broker.kill()
+    for saved in broker.files.persistence_dir.glob("*.db"):
+        saved.unlink()  # the broker comes back with nothing: no queued command, no session
+    broker.start()
+    stop = threading.Event()
+    thread = threading.Thread(target=lambda: SyncService(load_config(config)).run(stop), daemon=True)
+    thread.start()
+    try:
+        assert backoffice.wait_for(lambda: (backoffice.store.command(queued) or {}).get("status") == "done", 20)
+    finally:
+        stop.set()
+        thread.join(10)
+    check = open_database(db)
+    try:
+        assert get_setting(check, "config.qualification_visits") == "5"
+    finally:
+        check.close()

@@ -73,6 +73,22 @@ def test_store_holds_back_a_message_whose_predecessor_is_missing_and_says_so(tmp
         store.close()
 
 
+def test_unanswered_commands_go_again_when_the_box_comes_online_until_answered_or_expired(tmp_path: Path) -> None:
+    store = BackOfficeStore(tmp_path / "bo.db")
+    online = Incoming("comptoir/ph9/c2/state", b"online", time.time())
+    try:
+        store.record_command("c1", "ph9/c2", "diagnostics", {}, signed=b'{"id":"c1"}', expires_at=time.time() + 60)
+        store.record_command("old", "ph9/c2", "diagnostics", {}, signed=b'{"id":"old"}', expires_at=time.time() - 1)
+        store.record_command("c3", "ph9/c3", "diagnostics", {}, signed=b'{"id":"c3"}', expires_at=time.time() + 60)
+        assert store.apply([online]).commands == [("ph9/c2", b'{"id":"c1"}')], "not the expired one, not another box's"
+        answer = {"key": "ack:c1", "seq": 1, "stream": "acks", "command": "c1", "status": "done", "at": 0}
+        store.apply([Incoming("comptoir/ph9/c2/cmd/ack", json.dumps(answer).encode(), time.time())])
+        assert store.apply([online]).commands == []
+        assert store.apply([Incoming("comptoir/ph9/c3/state", b"offline", time.time())]).commands == []
+    finally:
+        store.close()
+
+
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     return Pki(tmp_path_factory.mktemp("pki"))
