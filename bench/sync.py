@@ -79,6 +79,9 @@ class FleetStep:
     disconnects: int = 0  # unexpected disconnections of boxes during the step
     broker_cpu_s: float = 0.0
     max_lag_ms: float = 0.0  # how far behind its schedule the generator published, at worst
+    ack_ms: list[float] = field(default_factory=list)  # publish -> PUBACK at the box, per acked message
+    generator_cpu_s: float = 0.0  # all the fleet's worker processes
+    subscriber_cpu_s: float = 0.0  # the process of the back-office subscriber
 
     @property
     def rate(self) -> float:
@@ -223,7 +226,9 @@ def drain_to_backoffice(pki: Pki, broker: MosquittoBroker, office: BackOffice, d
 
 # --- 3. fleet
 
-GRACE_S = 10.0  # after a step's publishing window: for PUBACKs (worker side), then for arrivals (subscriber)
+GRACE_S = 10.0  # after a step's window, PUBACKs (at the boxes) and arrivals (at the subscriber) are waited
+# for as long as they keep coming; a message is given up GRACE_S after the last progress (MAX_WAIT_S at most)
+MAX_WAIT_S = 300.0
 CONNECT_WINDOW = 16  # boxes of one worker between their TLS handshake and their CONNACK, at most
 CONNECT_ATTEMPTS = 8
 CONNACK_TIMEOUT_S = 30.0
@@ -240,7 +245,7 @@ class _Box:
     online_acked: bool = False  # its retained "online" state was PUBACKed: the box is up
     attempts: int = 0  # failed connection attempts in a row
     gave_up: bool = False
-    pending: dict[int, int] = field(default_factory=dict)  # paho mid -> message id, until its PUBACK
+    pending: dict[int, tuple[int, float]] = field(default_factory=dict)  # paho mid -> (message id, sent at)
 
 
 @dataclass
@@ -250,6 +255,7 @@ class _StepCounters:
     refused: int = 0  # PUBACK with a failure reason code
     disconnects: int = 0
     max_lag_s: float = 0.0
+    ack_ms: list[float] = field(default_factory=list)  # publish -> PUBACK, per acked message
 
 
 class _FleetLoop:
@@ -323,7 +329,7 @@ class _FleetLoop:
         box.attempts = 0
         if not box.online_acked:
             info = client.publish(f"comptoir/{box.name}/state", b"online", qos=1, retain=True)
-            box.pending[info.mid] = -1
+            box.pending[info.mid] = (-1, time.perf_counter())
 
     def _on_disconnect(
         self,
@@ -346,15 +352,17 @@ class _FleetLoop:
     def _on_publish(
         self, client: mqtt.Client, box: _Box, mid: int, reason: ReasonCode, props: Properties | None
     ) -> None:
-        message_id = box.pending.pop(mid, None)
-        if message_id is None:
+        entry = box.pending.pop(mid, None)
+        if entry is None:
             return
+        message_id, sent_at = entry
         if message_id == -1:
             box.online_acked = True
         elif reason.is_failure:
             self.counters.refused += 1
         else:
             self.counters.acked.append(message_id)
+            self.counters.ack_ms.append((time.perf_counter() - sent_at) * 1000)
 
     # connections
 
@@ -431,8 +439,9 @@ class _FleetLoop:
 
     def run_step(self, interval: float, duration: float, start_at: float) -> dict[str, Any]:
         """Telemetry from every box every ``interval`` s for ``duration`` s from ``start_at`` (wall clock),
-        then up to ``GRACE_S`` for the PUBACKs; the step's counters for the parent."""
+        then for the PUBACKs (see ``GRACE_S``); the step's counters for the parent."""
         self.counters = _StepCounters()
+        cpu0 = time.process_time()
         order = sorted(self.boxes, key=lambda b: b.offset)
         end = start_at + duration
         k, j, burst = 0, 0, 0
@@ -449,7 +458,7 @@ class _FleetLoop:
             message_id, self.next_id = self.next_id, self.next_id + self.id_stride
             body = {"at": time.time(), "id": message_id, "outbox": {"depth": 0}, "versions": {"comptoir": "bench"}}
             info = box.client.publish(f"comptoir/{box.name}/telemetry", json.dumps(body).encode(), qos=1)
-            box.pending[info.mid] = message_id
+            box.pending[info.mid] = (message_id, time.perf_counter())
             self.counters.sent.append(message_id)
             j += 1
             if j == len(order):
@@ -457,16 +466,20 @@ class _FleetLoop:
             burst += 1
             if burst % 32 == 0:  # behind schedule: still write and read between publishes
                 self.pump(0.0)
-        deadline = time.time() + GRACE_S
         c = self.counters
-        while time.time() < deadline and len(c.acked) + c.refused < len(c.sent):
+        deadline, progress, answered = time.monotonic() + MAX_WAIT_S, time.monotonic(), 0
+        while time.monotonic() < min(deadline, progress + GRACE_S) and len(c.acked) + c.refused < len(c.sent):
             self.pump(0.05)
+            if len(c.acked) + c.refused > answered:
+                progress, answered = time.monotonic(), len(c.acked) + c.refused
         return {
             "sent": c.sent,
             "acked": c.acked,
             "refused": c.refused,
             "disconnects": c.disconnects,
             "max_lag_s": c.max_lag_s,
+            "ack_ms": c.ack_ms,
+            "cpu_s": time.process_time() - cpu0,
         }
 
     def close(self) -> None:
@@ -507,6 +520,19 @@ def _fleet_worker(
         interval, duration, start_at = step
         results.put(("step", index, loop.run_step(interval, duration, start_at)))
     loop.close()
+
+
+def _wait_arrivals(arrivals: dict[int, float], lock: threading.Lock, expected: set[int]) -> None:
+    """Until every message of ``expected`` reached the subscriber, or nothing arrived for ``GRACE_S``
+    (a subscriber still draining a backlog is late, not losing), ``MAX_WAIT_S`` at most."""
+    missing = set(expected)
+    deadline, progress, count = time.monotonic() + MAX_WAIT_S, time.monotonic(), -1
+    while missing and time.monotonic() < min(deadline, progress + GRACE_S):
+        with lock:
+            missing.difference_update([m for m in missing if m in arrivals])
+            if len(arrivals) > count:
+                progress, count = time.monotonic(), len(arrivals)
+        time.sleep(0.05)
 
 
 def fleet(
@@ -575,14 +601,15 @@ def fleet(
         for plan in plans:
             plan.put((interval, duration, start_at))
         time.sleep(max(0.0, start_at - time.time()))
-        cpu0, t0 = broker.cpu_seconds(), time.perf_counter()
+        cpu0, t0, own0 = broker.cpu_seconds(), time.perf_counter(), time.process_time()
         sent: list[int] = []
         acked: set[int] = set()
+        ack_ms: list[float] = []
         refused = disconnects = 0
-        lag = 0.0
+        lag = generator_cpu = 0.0
         for _ in processes:
             try:
-                _kind, _index, counters = results.get(timeout=duration + GRACE_S + 120)
+                _kind, _index, counters = results.get(timeout=duration + MAX_WAIT_S + 120)
             except queue.Empty:
                 break
             sent += counters["sent"]
@@ -590,14 +617,12 @@ def fleet(
             refused += counters["refused"]
             disconnects += counters["disconnects"]
             lag = max(lag, counters["max_lag_s"])
-
-        def all_arrived(expected: set[int] = acked) -> bool:
-            with lock:
-                return all(m in arrivals for m in expected)
-
-        _wait(all_arrived, GRACE_S)
+            ack_ms += counters["ack_ms"]
+            generator_cpu += counters["cpu_s"]
+        _wait_arrivals(arrivals, lock, acked)
         elapsed = time.perf_counter() - t0
         cpu = broker.cpu_seconds() - cpu0
+        subscriber_cpu = time.process_time() - own0
         with lock:
             latencies = [arrivals[m] for m in sent if m in arrivals]
             lost = sum(1 for m in acked if m not in arrivals)
@@ -618,6 +643,9 @@ def fleet(
                 disconnects=disconnects,
                 broker_cpu_s=cpu,
                 max_lag_ms=lag * 1000,
+                ack_ms=ack_ms,
+                generator_cpu_s=generator_cpu,
+                subscriber_cpu_s=subscriber_cpu,
             )
         )
     for plan in plans:
@@ -646,8 +674,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--autosave-changes",
         type=int,
         default=10_000,
-        help="the fleet broker saves its persistence file every N changes (shipped: 1; default here 10000,"
-        " because 1 is quadratic in the fleet size, see bench/README.md)",
+        help="the fleet broker saves its persistence file every N changes (shipped: 1000; default here 10000;"
+        " 1 is quadratic in the fleet size, see bench/README.md)",
     )
     parser.add_argument(
         "--intervals",
@@ -725,20 +753,32 @@ def print_report(report: Report, args: argparse.Namespace, out: Callable[[str], 
     )
     out(
         f"{'telemetry every':<16} {'×time':>6} {'msg/s':>8} {'≈ boxes @10s':>12} {'sent':>7} {'lost':>5}"
-        f" {'no ack':>6} {'disc.':>5} {'broker CPU':>10} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} {'lag ms':>7}"
+        f" {'no ack':>6} {'disc.':>5} {'broker CPU':>10} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7}"
     )
     for s in f.steps:
         out(
             f"{s.interval_s:>14.1f} s {s.compression:>6.0f} {s.rate:>8.0f} {s.equivalent_fleet:>12} {s.sent:>7}"
             f" {s.lost:>5} {s.not_acked:>6} {s.disconnects:>5} {s.broker_cpu_pct:>9.0f}%"
             f" {_pct(s.latencies_ms, 0.5):>7.1f} {_pct(s.latencies_ms, 0.99):>7.1f}"
-            f" {max(s.latencies_ms, default=float('nan')):>7.1f} {s.max_lag_ms:>7.0f}"
+            f" {max(s.latencies_ms, default=float('nan')):>7.1f}"
         )
     out(
-        "lost = PUBACKed by the broker, never received by the subscriber (broker loss); no ack = published,"
-        f" no successful PUBACK within {GRACE_S:.0f} s (generator/connection trouble); disc. = boxes disconnected"
-        " during the step; lag = worst delay of a publish behind its schedule (generator saturation)"
+        "lost = PUBACKed by the broker, never received by the subscriber (a broker loss); no ack = published,"
+        " never PUBACKed with success (generator or connection trouble); disc. = boxes disconnected during the"
+        f" step; both given up {GRACE_S:.0f} s after the last PUBACK or arrival"
     )
+    out("")
+    out("where the time goes (CPU in % of one core over the step; PUBACK = publish -> PUBACK at the box)")
+    out(
+        f"{'telemetry every':<16} {'PUBACK p50':>10} {'p99 ms':>7} {'gen. lag ms':>11} {'generator CPU':>13}"
+        f" {'subscriber CPU':>14} {'broker CPU':>10}"
+    )
+    for s in f.steps:
+        out(
+            f"{s.interval_s:>14.1f} s {_pct(s.ack_ms, 0.5):>10.1f} {_pct(s.ack_ms, 0.99):>7.1f} {s.max_lag_ms:>11.0f}"
+            f" {100 * s.generator_cpu_s / s.seconds:>12.0f}% {100 * s.subscriber_cpu_s / s.seconds:>13.0f}%"
+            f" {s.broker_cpu_pct:>9.0f}%"
+        )
     best = max(f.steps, key=lambda s: s.rate)
     out("")
     if best.broker_cpu_s > 0:
