@@ -5,12 +5,15 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from appliance.store import outbox
 from appliance.store.database import open_database, transaction
 from appliance.store.sealing import FieldCipher
 from sandbox.backoffice.pki import Pki
+from sync.service import SyncService, load_config
 
 
 def make_device_db(directory: Path) -> tuple[Path, Path]:
@@ -168,3 +171,26 @@ class TcpProxy:
         self.down()
         self._listener.close()
         self._thread.join(2)
+
+
+@contextmanager
+def running(config: Path) -> Iterator[list[SyncService]]:
+    """The sync loop on a thread of its own (it opens the database there)."""
+    stop = threading.Event()
+    holder: list[SyncService] = []
+
+    def main() -> None:
+        service = SyncService(load_config(config))
+        holder.append(service)
+        service.run(stop)
+
+    thread = threading.Thread(target=main, daemon=True)
+    thread.start()
+    try:
+        yield holder
+    finally:
+        stop.set()
+        for service in holder:
+            service.wake.set()
+        thread.join(10)
+        assert not thread.is_alive()

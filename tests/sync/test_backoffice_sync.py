@@ -5,8 +5,6 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -14,33 +12,9 @@ import pytest
 from sandbox.backoffice.broker import MosquittoBroker
 from sandbox.backoffice.pki import Pki
 from sandbox.backoffice.service import BackOffice
-from sync.service import SyncService, load_config
-from tests.sync.harness import TcpProxy, enqueue_events, make_device_db, write_sync_config
+from tests.sync.harness import TcpProxy, enqueue_events, make_device_db, running, write_sync_config
 
 DEVICE = "ph1/c1"
-
-
-@contextmanager
-def running(config: Path) -> Iterator[list[SyncService]]:
-    """The sync loop on a thread of its own (it opens the database there)."""
-    stop = threading.Event()
-    holder: list[SyncService] = []
-
-    def main() -> None:
-        service = SyncService(load_config(config))
-        holder.append(service)
-        service.run(stop)
-
-    thread = threading.Thread(target=main, daemon=True)
-    thread.start()
-    try:
-        yield holder
-    finally:
-        stop.set()
-        for service in holder:
-            service.wake.set()
-        thread.join(10)
-        assert not thread.is_alive()
 
 
 def test_events_reach_the_back_office_once_in_order_with_state_and_telemetry(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,8 +16,7 @@ from sandbox.backoffice.broker import MosquittoBroker
 from sandbox.backoffice.pki import Pki
 from sandbox.backoffice.service import BackOffice
 from sync.commands import CommandProcessor, make_command
-from sync.service import SyncService, load_config
-from tests.sync.harness import make_device_db, write_sync_config
+from tests.sync.harness import make_device_db, running, write_sync_config
 
 DEVICE = "ph1/c1"
 NOW = 1_800_000_000.0
@@ -152,17 +150,7 @@ def test_commands_end_to_end_including_one_sent_while_the_box_was_offline(
         tmp_path / "sync.toml", db=db, key=key, pki=pki, broker_port=broker.port, command_key=command_key
     )
 
-    def run(stop: threading.Event) -> threading.Thread:
-        def main() -> None:
-            SyncService(load_config(config)).run(stop)
-
-        thread = threading.Thread(target=main, daemon=True)
-        thread.start()
-        return thread
-
-    stop = threading.Event()
-    thread = run(stop)
-    try:
+    with running(config):
         assert backoffice.wait_for(lambda: (backoffice.store.device(DEVICE) or {}).get("online") is True, 10)
         done = backoffice.send_command(DEVICE, "config", {"settings": {"telemetry_interval_s": 30}})
         assert backoffice.wait_for(lambda: (backoffice.store.command(done) or {}).get("status") == "done", 10)
@@ -175,18 +163,10 @@ def test_commands_end_to_end_including_one_sent_while_the_box_was_offline(
         assert (backoffice.store.command(refused) or {})["reason"] == "bad-arguments"
         fleet = backoffice.store.device(DEVICE)
         assert fleet is not None and [r["command"] for r in fleet["rejections"]] == [refused]
-    finally:
-        stop.set()
-        thread.join(10)
     assert backoffice.wait_for(lambda: (backoffice.store.device(DEVICE) or {}).get("state") == "offline", 10)
     queued = backoffice.send_command(DEVICE, "config", {"settings": {"qualification_visits": 4}})
-    stop = threading.Event()
-    thread = run(stop)
-    try:
+    with running(config):
         assert backoffice.wait_for(lambda: (backoffice.store.command(queued) or {}).get("status") == "done", 15)
-    finally:
-        stop.set()
-        thread.join(10)
     check = open_database(db)
     try:
         assert get_setting(check, "config.qualification_visits") == "4"
@@ -210,26 +190,16 @@ def test_a_command_the_broker_lost_while_the_box_was_away_is_sent_again_when_it_
     config = write_sync_config(
         tmp_path / "sync.toml", db=db, key=key, pki=pki, broker_port=broker.port, command_key=command_key
     )
-    stop = threading.Event()
-    thread = threading.Thread(target=lambda: SyncService(load_config(config)).run(stop), daemon=True)
-    thread.start()
-    assert backoffice.wait_for(lambda: (backoffice.store.device(DEVICE) or {}).get("online") is True, 10)
-    stop.set()
-    thread.join(10)
+    with running(config):
+        assert backoffice.wait_for(lambda: (backoffice.store.device(DEVICE) or {}).get("online") is True, 10)
     assert backoffice.wait_for(lambda: (backoffice.store.device(DEVICE) or {}).get("state") == "offline", 10)
     queued = backoffice.send_command(DEVICE, "config", {"settings": {"qualification_visits": 5}})
     broker.kill()
     for saved in broker.files.persistence_dir.glob("*.db"):
         saved.unlink()  # the broker comes back with nothing: no queued command, no session
     broker.start()
-    stop = threading.Event()
-    thread = threading.Thread(target=lambda: SyncService(load_config(config)).run(stop), daemon=True)
-    thread.start()
-    try:
+    with running(config):
         assert backoffice.wait_for(lambda: (backoffice.store.command(queued) or {}).get("status") == "done", 20)
-    finally:
-        stop.set()
-        thread.join(10)
     check = open_database(db)
     try:
         assert get_setting(check, "config.qualification_visits") == "5"
