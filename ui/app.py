@@ -106,9 +106,10 @@ def build_app(
             self.kiosk = KioskRoot()
             self.panel = PharmacistPanel()
             vm.bind(screen=self._show_screen, panel_open=self._show_panel)
-            vm.bind(pin_for=self._show_panel_page, unlocked=self._show_panel_page)
+            vm.bind(pin_for=self._show_panel_page, unlocked=self._show_panel_page, claims_open=self._show_panel_page)
             self._show_screen()
             self._show_panel_page()
+            self._show_panel()  # a result applied before the window existed may have opened it
             if dev_panel is None:
                 return self.kiosk
             outer = BoxLayout(orientation="horizontal")
@@ -122,7 +123,12 @@ def build_app(
             self.kiosk.ids.sm.current = vm.screen
 
         def _show_panel_page(self, *_: Any) -> None:
-            page = "pin" if vm.pin_for else ("work" if vm.unlocked else "operators")
+            if vm.pin_for:
+                page = "pin"
+            elif vm.unlocked:
+                page = "claims" if vm.claims_open else "work"
+            else:
+                page = "operators"
             self.panel.ids.panel_sm.current = page
 
         def _show_panel(self, *_: Any) -> None:

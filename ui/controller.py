@@ -16,7 +16,17 @@ from appliance.cards import CardError, CardHolder
 from appliance.codes.reader import CodeReader
 from appliance.scan import ScanEvent
 from appliance.scenario import EXPECTED_KINDS
-from appliance.workflow.events import CardInserted, CardRemoved, Event, Intent, NetworkChanged, Scanned, Tick
+from appliance.workflow.events import (
+    CardInserted,
+    CardRemoved,
+    Event,
+    Intent,
+    NetworkChanged,
+    ResultShown,
+    Scanned,
+    Started,
+    Tick,
+)
 from appliance.workflow.machine import Counter, Outcome
 from ui.worker import CounterWorker, Post
 
@@ -26,11 +36,16 @@ class Result:
     """What one event came to, with the screens' projection taken right after it (on the worker)."""
 
     kind: str
-    """``scan``, ``card-inserted``, ``card-removed``, ``intent:<name>``, ``tick`` or ``network``."""
+    """``scan``, ``card-inserted``, ``card-removed``, ``intent:<name>``, ``tick``, ``network``, ``started``
+    or ``shown``."""
     outcome: Outcome
     view: dict[str, Any]
     injected_at: float = 0.0
     """``time.perf_counter()`` when the event entered the kiosk (scan-to-screen latency)."""
+
+
+QUIET_KINDS = frozenset({"tick", "started", "shown"})
+"""Events the kiosk sends by itself: no waiting screen, no ``began`` (the listener must not count them)."""
 
 
 class Listener(Protocol):
@@ -107,6 +122,14 @@ class KioskController:
             return Intent("cps_login", {"rpps": holder.rpps, "name": holder.display_name})
 
         self._submit("intent:cps_login", job, self._now())
+
+    def started(self) -> None:
+        """Once, when the kiosk starts: the core looks for a bill a power cut hid from its patient."""
+        self._submit("started", Started, self._now(), quiet=True)
+
+    def claim_shown(self, claim: int) -> None:
+        """The patient's screen has shown claim ``claim``: the core records it durably (quietly)."""
+        self._submit("shown", lambda: ResultShown(claim), self._now(), quiet=True)
 
     def tick(self) -> None:
         """Time passed: sent from the UI clock, only when nothing else is queued (ticks never pile up)."""

@@ -132,6 +132,17 @@ def demo_session(kiosk: Kiosk, driver: KioskDriver, transcript: Transcript) -> S
     yield from shot("reçu")
     yield lambda: vm.screen == "attract"
     yield from shot("retour à l'accueil")
+    yield from touch("open_panel")
+    if not vm.unlocked:  # the panel locked itself meanwhile: the PIN again
+        yield from touch("operator:alice")
+        driver.type_pin(PIN)
+        yield 0.05
+        yield driver.settled
+    yield from touch("recent_claims")
+    yield lambda: vm.claims_open
+    yield from shot("dernières factures (espace pharmacien)")
+    yield from touch("close_claims")
+    yield from touch("close_panel")
 
     devices.remove_card()
     kiosk.controller.network(False)

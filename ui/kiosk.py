@@ -136,6 +136,7 @@ def kiosk_against_sandbox(
         controller.listener = vm
         vm.set_operators(names)
         vm.products = [(p.name, p.cip13) for p in rig.counter.products][:8]
+        controller.started()  # a bill cut off by the last stop opens the pharmacist's panel
         yield Kiosk(rig, controller, vm, clock, config, SimulatedDevices(controller))
     finally:
         worker.call(lambda: rig_context.__exit__(None, None, None))

@@ -400,6 +400,7 @@ def build_production(config: ProductionConfig, post: Post) -> Production:
     controller.listener = vm
     vm.set_operators(names)
     vm.products = [(p.name, p.cip13) for p in counter.products][:8]
+    controller.started()  # a bill cut off by the last stop opens the pharmacist's panel
     status = DeviceStatus(vm, post)
     drivers: list[DriverThread] = []
     frames = None

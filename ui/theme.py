@@ -34,4 +34,6 @@ BODY = 0.34
 """Body text, in touch targets: 27 px on the 7" panel, about 5 mm."""
 SMALL = 0.28
 TITLE = 0.5
+BANNER = 0.4
+"""A warning the pharmacist must not miss (the bill a stop may have hidden from its patient)."""
 HUGE = 1.0

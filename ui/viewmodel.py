@@ -14,9 +14,10 @@ from typing import Any, Protocol
 
 from kivy.event import EventDispatcher
 from kivy.properties import BooleanProperty, ListProperty, NumericProperty, StringProperty
+from kivy.utils import escape_markup
 
 from appliance.workflow import messages as msg
-from ui.controller import Result
+from ui.controller import QUIET_KINDS, Result
 
 SCREENS = {
     "attract": "attract",
@@ -48,6 +49,8 @@ class Actions(Protocol):
     """What the view model asks of the core (the :class:`ui.controller.KioskController`)."""
 
     def intent(self, name: str, **args: Any) -> None: ...
+
+    def claim_shown(self, claim: int) -> None: ...
 
 
 class PinPad(EventDispatcher):  # type: ignore[misc]
@@ -138,6 +141,12 @@ class KioskViewModel(EventDispatcher):  # type: ignore[misc]
     """The panel was unlocked by a CPS: Valider needs no PIN until the card leaves."""
     products = ListProperty([])
     """(label, cip13) the pharmacist can enter in degraded mode."""
+    claims_open = BooleanProperty(False)
+    """The panel shows "Dernières factures" (unlocked only)."""
+    recent_claims = ListProperty([])
+    """Rows of that list (``text``, ``detail``, ``gap`` for the bill a stop hid from its patient)."""
+    recovery_text = StringProperty("")
+    """The panel's banner when the kiosk started after a bill its patient never saw (pharmacist only)."""
 
     def __init__(
         self,
@@ -171,6 +180,8 @@ class KioskViewModel(EventDispatcher):  # type: ignore[misc]
         self.results = 0
         """How many results were applied (the benchmark and tests wait on it)."""
         self.last_result: Result | None = None
+        self._unreported_claim: int | None = None
+        self._reported_claim: int | None = None
 
     # ------------------------------------------------------------------ results from the core
     def began(self, kind: str) -> None:
@@ -182,7 +193,7 @@ class KioskViewModel(EventDispatcher):  # type: ignore[misc]
         self.waiting_label = WAITING_LABELS.get(kind.split(":")[0] if kind == "scan" else kind, "Un instant…")
 
     def finished(self, result: Result) -> None:
-        if result.kind != "tick":
+        if result.kind not in QUIET_KINDS:
             self._pending = max(0, self._pending - 1)
         self.results += 1
         self.last_result = result
@@ -198,7 +209,7 @@ class KioskViewModel(EventDispatcher):  # type: ignore[misc]
 
     def crashed(self, kind: str, error: BaseException) -> None:
         """A bug in a job: say so plainly and keep the kiosk alive."""
-        if kind != "tick":
+        if kind not in QUIET_KINDS:
             self._pending = max(0, self._pending - 1)
         self.cancelling = False
         self._say("Erreur interne : réessayez ou appelez le pharmacien", ok=False)
@@ -243,11 +254,26 @@ class KioskViewModel(EventDispatcher):  # type: ignore[misc]
             self._thanks_until = 0.0
             self.receipt = []
         self._show_patient(view)
+        self._show_claims(view)
         if self.step != previous and self.pin_for == "validate":
             self.close_pin()
         if self.step == "payment" and previous != "payment":
             self.panel_open = False  # validated: the patient sees what they owe
+        claim = view.get("claim")
+        if self.step == "payment" and claim is not None and claim != self._reported_claim:
+            self._unreported_claim = int(claim)
+        if result.kind == "started" and self.recovery_text:
+            self.open_panel()  # straight to the pharmacist: a bill may not have reached its patient
         self._choose_screen()
+
+    def _show_claims(self, view: dict[str, Any]) -> None:
+        """The pharmacist's list and the start-up banner; neither is bound to a patient screen."""
+        interrupted = view.get("interrupted")
+        self.recovery_text = str(interrupted["text"]) if interrupted else ""
+        shown = self.panel_open and self.unlocked  # other patients' names only while the list can be up
+        self.recent_claims = [_claim_row(c) for c in view.get("recent_claims", [])] if shown else []
+        if self.step != "attract" or not shown:
+            self.claims_open = False
 
     @staticmethod
     def _timed_out(result: Result) -> bool:
@@ -380,6 +406,19 @@ class KioskViewModel(EventDispatcher):  # type: ignore[misc]
         if self.unlocked and now - self._panel_touched >= self.panel_lock_s:
             self.lock("Espace pharmacien verrouillé (inactivité)")
         self._choose_screen()
+        if self._unreported_claim is not None and self.screen == "payment":
+            self._report_shown(self._unreported_claim)
+
+    def _report_shown(self, claim: int) -> None:
+        """Tell the core the payment screen is up with this claim (see appliance.store.recent_claims).
+
+        Sent from the clock, after the screen was switched in an earlier frame, so the report never
+        runs ahead of what the patient can see; a stop in between only flags a bill that was seen.
+        """
+        self._unreported_claim = None
+        self._reported_claim = claim
+        if self.actions is not None:
+            self.actions.claim_shown(claim)
 
     # ------------------------------------------------------------------ patient touches
     def send(self, name: str, **args: Any) -> None:
@@ -415,6 +454,25 @@ class KioskViewModel(EventDispatcher):  # type: ignore[misc]
     def close_panel(self) -> None:
         self.panel_open = False
         self.close_pin()
+        self._forget_claims()
+
+    def show_claims(self) -> None:
+        """Open "Dernières factures": the core lists them (and audits who looked); the page opens if it agrees."""
+        self.touch_panel()
+        self._after_result("intent:recent_claims", self._claims_listed)
+        self.send("recent_claims")
+
+    def _claims_listed(self, result: Result) -> None:
+        if result.outcome.accepted and self.unlocked:
+            self.claims_open = True
+
+    def close_claims(self) -> None:
+        self.touch_panel()
+        self.claims_open = False
+
+    def _forget_claims(self) -> None:
+        self.claims_open = False
+        self.recent_claims = []
 
     def touch_panel(self) -> None:
         self._panel_touched = self.now()
@@ -463,6 +521,8 @@ class KioskViewModel(EventDispatcher):  # type: ignore[misc]
             self.unlocked = True
             self.pin_for = ""
             self.touch_panel()
+            if self.recovery_text:
+                self.show_claims()
 
     def _cps_logged_in(self, result: Result) -> None:
         if not result.outcome.accepted:
@@ -475,6 +535,8 @@ class KioskViewModel(EventDispatcher):  # type: ignore[misc]
         self.operator_name = self.cps_holder
         self.pin_for = ""
         self.touch_panel()
+        if self.recovery_text:
+            self.show_claims()
 
     def _after_result(self, kind: str, callback: Callable[[Result], None]) -> None:
         def once(result: Result) -> None:
@@ -492,6 +554,7 @@ class KioskViewModel(EventDispatcher):  # type: ignore[misc]
         self.operator_name = ""
         self.close_pin()
         self.panel_open = False
+        self._forget_claims()
         if was:
             self.send("logout")
             self._say(why, ok=True)
@@ -533,6 +596,7 @@ class KioskViewModel(EventDispatcher):  # type: ignore[misc]
         self.operator_name = ""
         self.close_pin()
         self.panel_open = False
+        self._forget_claims()
         if had_session:
             self.send("logout")
             self._say("Carte CPS retirée : espace pharmacien verrouillé", ok=True)
@@ -572,6 +636,19 @@ def _title(first_names: str) -> str:
 
 def _first_name(first_names: str) -> str:
     return _title(first_names.split()[0]) if first_names.split() else ""
+
+
+def _claim_row(c: dict[str, Any]) -> dict[str, Any]:
+    """One claim of "Dernières factures": number, time and patient large; amounts and operator below."""
+    name = escape_markup(f"{_title(str(c['first_names']))} {c['birth_name']}")
+    status = {"accepted": " · acceptée", "rejected": " · rejetée"}.get(str(c.get("status")), "")
+    return {
+        "text": f"[b]N° {c['claim']}[/b]   {c['when']}   {name}",
+        "detail": f"Total {_euros(c['total'])} · AMO {_euros(c['amo'])} · AMC {_euros(c['amc'])}"
+        f" · patient {_euros(c['patient'])} · {escape_markup(str(c['operator']))}{status}",
+        "gap": bool(c.get("interrupted")),
+        "claim": int(c["claim"]),
+    }
 
 
 def _discrepancy(d: dict[str, Any]) -> str:

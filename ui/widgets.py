@@ -80,7 +80,8 @@ class RowLabel(Label):  # type: ignore[misc]
 
 
 class RowList(BoxLayout):  # type: ignore[misc]
-    """Rows rebuilt from ``items`` (dicts with ``text`` and optional ``gap``, ``done``)."""
+    """Rows rebuilt from ``items`` (dicts with ``text`` and optional ``gap``, ``done``, ``detail``: a second,
+    smaller and greyer line)."""
 
     items = ListProperty([])
     unit = NumericProperty(80)
@@ -106,7 +107,14 @@ class RowList(BoxLayout):  # type: ignore[misc]
             text = str(item.get("text", ""))
             if item.get("done"):
                 text = f"{text}   [b]{item['done']}[/b]"
+            if item.get("detail"):
+                size = round(self.unit * theme.SMALL)
+                text = f"{text}\n[size={size}][color={_hex(theme.MUTED)}]{item['detail']}[/color][/size]"
             self.add_widget(RowLabel(text=text, gap=bool(item.get("gap")), unit=self.unit, dense=self.dense))
+
+
+def _hex(rgba: tuple[float, float, float, float]) -> str:
+    return "#" + "".join(f"{round(c * 255):02x}" for c in rgba[:3])
 
 
 class ChoiceList(GridLayout):  # type: ignore[misc]

@@ -81,6 +81,8 @@ def parse_gs1(data: bytes, *, symbology: str | None = None) -> MedicineBox:
         result = biip.parse(text, config=_CONFIG)
     except biip.BiipException as exc:
         raise Gs1Error(f"GS1 code cannot be read: {exc}") from None
+    except IndexError:  # biip 5.2 indexes past a lone "]" (a cut symbology identifier) instead of refusing it
+        raise Gs1Error("GS1 code cannot be read: truncated symbology identifier") from None
     message = result.gs1_message
     if message is None:
         raise Gs1Error(f"GS1 code cannot be read: {result.gs1_message_error}")

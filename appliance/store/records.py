@@ -27,6 +27,7 @@ from appliance.domain import (
 )
 from appliance.store import audit as journal
 from appliance.store import numbering, operators, outbox
+from appliance.store import recent_claims as recent
 from appliance.store.database import rows, transaction
 from appliance.store.sealing import FieldCipher
 
@@ -576,6 +577,43 @@ class CounterRecords:
                 },
             )
         return ClaimRecord(claim_id, number, batch_number)
+
+    # ------------------------------------------------------------------ the last claims (pharmacist's panel)
+    def recent_claims(self, operator_id: int, limit: int = recent.DEFAULT_LIMIT) -> list[recent.RecentClaim]:
+        """The newest claims with their patients' names, for the operator ``operator_id`` who asked.
+
+        The read and its ``claims.listed`` audit row share one transaction: names are opened from the
+        sealed fields only if the journal says who looked at them (health data, DESIGN §5). The row
+        names claims and patients by number and id, never by name.
+        """
+        with transaction(self.db) as conn:
+            found = recent.latest(conn, self.cipher, limit)
+            journal.append(
+                conn,
+                operator_id=operator_id,
+                action="claims.listed",
+                subject="",
+                details={
+                    "claims": [claim.number for claim in found],
+                    "patients": sorted({claim.patient_id for claim in found}),
+                },
+                at=self.clock(),
+            )
+        return found
+
+    def claim_shown(self, number: int, operator_id: int | None) -> bool:
+        """The patient's screen showed claim ``number``: remember it (see :mod:`appliance.store.recent_claims`)."""
+        with transaction(self.db) as conn:
+            moved = recent.mark_shown(conn, number)
+            if moved:
+                journal.append(
+                    conn, operator_id=operator_id, action="claim.shown", subject=str(number), at=self.clock()
+                )
+        return moved
+
+    def interrupted_claim(self) -> recent.InterruptedClaim | None:
+        """The claim a stop between its COMMIT and its screen left unseen (None most of the time)."""
+        return recent.interrupted(self.db.conn, self.clock())
 
     @staticmethod
     def _open_batch(conn: Any, now: float) -> tuple[int, int]:

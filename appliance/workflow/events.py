@@ -49,4 +49,20 @@ class NetworkChanged:
     online: bool
 
 
-Event = Scanned | CardInserted | CardRemoved | Intent | Tick | NetworkChanged
+@dataclass(frozen=True, slots=True)
+class Started:
+    """The kiosk process started: after a normal boot, a crash or a power cut alike (it cannot tell)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ResultShown:
+    """The patient's screen has shown the result of a claim (its number and what to pay).
+
+    Sent by the kiosk, not by a person: it is what tells, after a power cut, whether the last bill
+    reached its patient (see :mod:`appliance.store.recent_claims`).
+    """
+
+    claim: int
+
+
+Event = Scanned | CardInserted | CardRemoved | Intent | Tick | NetworkChanged | Started | ResultShown

@@ -34,10 +34,21 @@ from appliance.domain import (
 )
 from appliance.products import ProductTable
 from appliance.store.operators import AuthenticationError, Operator, OperatorLocked, PinRejected
+from appliance.store.recent_claims import DEFAULT_LIMIT, InterruptedClaim, RecentClaim
 from appliance.store.records import ClaimDraft, CounterRecords
 from appliance.teleservices import TeleserviceRefused, Teleservices, TeleserviceUnavailable
 from appliance.workflow import messages as msg
-from appliance.workflow.events import CardInserted, CardRemoved, Event, Intent, NetworkChanged, Scanned, Tick
+from appliance.workflow.events import (
+    CardInserted,
+    CardRemoved,
+    Event,
+    Intent,
+    NetworkChanged,
+    ResultShown,
+    Scanned,
+    Started,
+    Tick,
+)
 from appliance.workflow.session import DispensedBox, Session, Step
 
 log = logging.getLogger(__name__)
@@ -94,6 +105,12 @@ class Counter:
         self.online = True
         self.notices: list[str] = []
         self.last_outcome: dict[str, Any] | None = None
+        self.recent_claims: list[RecentClaim] = []
+        """The last claims as the logged-in operator listed them (``recent_claims``); dropped at logout
+        and as soon as a patient session starts (the kiosk faces the patient)."""
+        self.interrupted: InterruptedClaim | None = None
+        """Set at start when the newest claim committed shortly before and no screen showed it."""
+        self._interrupted_listed = False
         self._last_activity = clock()
 
     # ------------------------------------------------------------------ entry point
@@ -103,6 +120,8 @@ class Counter:
             message = self._dispatch(event)
         except Refused as refusal:
             return Outcome(False, self.step, str(refusal))
+        if self.step is not Step.ATTRACT:
+            self.recent_claims = []  # another patient's bills never stay up behind a session
         if not isinstance(event, Tick):
             self._last_activity = self.clock()
         notice = "; ".join(n for n in [message, *self.notices] if n)
@@ -117,6 +136,12 @@ class Counter:
                 return self._tick()
             case NetworkChanged(online=online):
                 self.online = online
+                return None
+            case Started():
+                self._started()
+                return None
+            case ResultShown(claim=claim):
+                self.records.claim_shown(int(claim), self.operator_id)
                 return None
             case CardInserted():
                 return self._card_inserted(event)
@@ -180,6 +205,7 @@ class Counter:
         op = self._authenticate(operator, pin)
         self.operator_id = op.id
         self.cps_operator = None
+        self.recent_claims = []
         return f"Bonjour {op.name}"
 
     def _intent_cps_login(self, rpps: str, name: str = "") -> str:
@@ -191,6 +217,7 @@ class Counter:
             raise Refused(msg.CPS_UNKNOWN)
         self.operator_id = op.id
         self.cps_operator = op
+        self.recent_claims = []
         self._audit("operator.cps.login", f"operator:{op.id}")
         return f"Bonjour {op.name}"
 
@@ -198,7 +225,38 @@ class Counter:
         self._audit("operator.logout", cps=self.cps_operator is not None)
         self.operator_id = None
         self.cps_operator = None
+        self.recent_claims = []
+        if self._interrupted_listed:  # a pharmacist saw the list it points into: no need to say it again
+            self.interrupted = None
+            self._interrupted_listed = False
         return "Session opérateur fermée"
+
+    # ------------------------------------------------------------------ the last claims, and start-up
+    def _intent_recent_claims(self, limit: int = DEFAULT_LIMIT) -> str | None:
+        """The "Dernières factures" of the pharmacist's panel: the newest claims with the patients' names.
+
+        Behind an operator (the read is audited under their id) and only between patients: the panel
+        covers the patient-facing screen, so the next patient must not read the previous ones' names.
+        """
+        if self.operator_id is None:
+            raise Refused(msg.NO_OPERATOR_FOR_CLAIMS)
+        if self.step is not Step.ATTRACT:
+            raise Refused(msg.CLAIMS_DURING_SESSION)
+        self.recent_claims = self.records.recent_claims(self.operator_id, int(limit))
+        if self.interrupted is not None:
+            self._interrupted_listed = True
+        return None
+
+    def _started(self) -> None:
+        """The kiosk (re)started: was the last bill cut off between its COMMIT and its screen?
+
+        Only the claim number and time are kept here (no patient data): the panel says "check with
+        the patient" and the list behind the PIN shows who it was.
+        """
+        self.interrupted = self.records.interrupted_claim()
+        self._interrupted_listed = False
+        if self.interrupted is not None:  # said on the panel only (``view()["interrupted"]``), not to the patient
+            self._audit("claim.interrupted", str(self.interrupted.number), committed_at=self.interrupted.at)
 
     def _intent_cancel(self) -> str:
         if self.step is Step.PAYMENT:
@@ -953,6 +1011,36 @@ class Counter:
             if self.step is Step.ATTRACT and self.last_outcome
             else [],
             "later": self._completed_later(),
+            "recent_claims": [
+                {
+                    "claim": c.number,
+                    "day": msg.fr_day(c.at),
+                    "time": msg.fr_time(c.at),
+                    "when": msg.fr_time(c.at)
+                    if msg.fr_day(c.at) == msg.fr_day(self.clock())
+                    else f"{msg.fr_day(c.at)} {msg.fr_time(c.at)}",
+                    "total": c.total_cents,
+                    "amo": c.amo_cents,
+                    "amc": c.amc_cents,
+                    "patient": c.patient_cents,
+                    "to_pay": c.to_pay_cents,
+                    "operator": c.operator,
+                    "first_names": c.first_names,
+                    "birth_name": c.birth_name,
+                    "status": c.status,
+                    "interrupted": self.interrupted is not None and c.number == self.interrupted.number,
+                }
+                for c in self.recent_claims
+            ]
+            if self.operator_id is not None and self.step is Step.ATTRACT
+            else [],
+            "interrupted": None
+            if self.interrupted is None
+            else {
+                "claim": self.interrupted.number,
+                "time": msg.fr_time(self.interrupted.at),
+                "text": msg.INTERRUPTED.format(claim=self.interrupted.number, time=msg.fr_time(self.interrupted.at)),
+            },
         }
 
     def _completed_later(self) -> list[str]:

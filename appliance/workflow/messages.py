@@ -2,11 +2,34 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime, tzinfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+
+def _counter_zone() -> tzinfo:
+    """Metropolitan French time for clock times said to people; UTC if the system has no tz database
+    (a time an hour or two off is better than a kiosk that does not start)."""
+    try:
+        return ZoneInfo("Europe/Paris")
+    except ZoneInfoNotFoundError:
+        return UTC
+
+
+COUNTER_ZONE = _counter_zone()
 
 
 def fr_date(day: date) -> str:
     return day.strftime("%d/%m/%Y")
+
+
+def fr_time(at: float) -> str:
+    """A moment (Unix time) as the pharmacy's wall clock shows it: ``HH:MM``."""
+    return datetime.fromtimestamp(at, tz=COUNTER_ZONE).strftime("%H:%M")
+
+
+def fr_day(at: float) -> str:
+    """The pharmacy's calendar day of a moment (Unix time): ``JJ/MM/AAAA``."""
+    return datetime.fromtimestamp(at, tz=COUNTER_ZONE).strftime("%d/%m/%Y")
 
 
 def euros(cents: int) -> str:
@@ -37,3 +60,6 @@ CPS_NEEDED = "Validation sans code réservée au pharmacien connecté par sa car
 PIN_WRONG = "Code personnel incorrect ({left} essai(s) restant(s))"
 LOCKED = "Compte bloqué jusqu'à {until}"
 NOT_QUALIFIED = "Identité non qualifiée : pas d'envoi au DMP"
+NO_OPERATOR_FOR_CLAIMS = "Identifiez-vous pour voir les dernières factures"
+CLAIMS_DURING_SESSION = "Terminez la session en cours pour voir les dernières factures"
+INTERRUPTED = "Facture n° {claim} enregistrée à {time} avant l'arrêt : vérifiez avec le patient."

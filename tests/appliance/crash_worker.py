@@ -16,14 +16,17 @@ SIGKILL cannot lose a line already written (the kernel has it):
 - ``number <n>``: ``record_claim`` took claim number ``n`` (inside its transaction, not committed);
 - ``claim <n> <prescription> <serial,serial…>``: the claim is committed and its number is on the
   screen — this line is fsynced, it is the number handed out to the patient;
+- ``shown <n>``: the core has durably recorded that the screen showed claim ``n`` (``ResultShown``, as
+  the kiosk reports it), so a restart must not point the pharmacist to it;
 - ``batch <n>``: batch ``n`` was closed;
 - ``paused <n> <stage>``: the pause hook holds the billing transaction open (see below).
 
 Pause hook (this worker only, production code is untouched): with ``COMPTOIR_CRASH_PAUSE=<k>:<stage>``
-the ``k``-th claim of this process stops inside its transaction and waits to be killed. ``stage`` is
-``number`` (right after the claim number was taken) or ``commit`` (after the last statement of the
-transaction, the ``claim.created`` audit row, just before COMMIT). The hook wraps the module-level
-functions ``numbering.next_number`` and ``audit.append`` that ``CounterRecords.record_claim`` calls.
+the ``k``-th claim of this process stops and waits to be killed. ``stage`` is ``number`` (inside its
+transaction, right after the claim number was taken), ``commit`` (after the last statement of the
+transaction, the ``claim.created`` audit row, just before COMMIT) or ``shown`` (after the COMMIT, before
+the screen shows the number). The first two wrap the module-level functions ``numbering.next_number``
+and ``audit.append`` that ``CounterRecords.record_claim`` calls; the last is the session's own step.
 
 The worker stops by itself after ``--max-seconds`` or ``--max-sessions``, so a lost test never
 leaves it running.
@@ -52,7 +55,7 @@ from appliance.store import audit, numbering, operators
 from appliance.store.database import open_database
 from appliance.store.records import CounterRecords
 from appliance.store.sealing import FieldCipher
-from appliance.workflow.events import CardInserted, Event, Intent, Scanned
+from appliance.workflow.events import CardInserted, Event, Intent, ResultShown, Scanned
 from appliance.workflow.machine import Counter, Outcome
 from appliance.workflow.session import Step
 from sandbox.population import CASES, PEOPLE
@@ -111,12 +114,12 @@ def _pause_spec() -> tuple[int, str] | None:
     if not raw:
         return None
     k, _, stage = raw.partition(":")
-    if stage not in ("number", "commit") or not k.isdigit() or int(k) < 1:
-        raise SystemExit(f"crash_worker: bad {PAUSE_ENV}={raw!r} (want <k>:number or <k>:commit)")
+    if stage not in ("number", "commit", "shown") or not k.isdigit() or int(k) < 1:
+        raise SystemExit(f"crash_worker: bad {PAUSE_ENV}={raw!r} (want <k>:number, <k>:commit or <k>:shown)")
     return int(k), stage
 
 
-def install_hooks(log: SideLog, *, hold_seconds: float) -> None:
+def install_hooks(log: SideLog, *, hold_seconds: float) -> Callable[[int, str], None]:
     """Trace (and optionally pause) the billing transaction from the outside of production code."""
     pause = _pause_spec()
     taken = {"claims": 0}
@@ -145,16 +148,25 @@ def install_hooks(log: SideLog, *, hold_seconds: float) -> None:
 
     numbering.next_number = traced_next_number
     audit.append = traced_append
+    return hold
 
 
 class Driver:
     """Plays whole sessions on a Counter, refusing to go on if the workflow says no."""
 
-    def __init__(self, counter: Counter, reader: CodeReader, log: SideLog, round_no: int) -> None:
+    def __init__(
+        self,
+        counter: Counter,
+        reader: CodeReader,
+        log: SideLog,
+        round_no: int,
+        hold: Callable[[int, str], None] | None = None,
+    ) -> None:
         self.counter = counter
         self.reader = reader
         self.log = log
         self.round_no = round_no
+        self.hold = hold or (lambda number, stage: None)
 
     def send(self, event: Event, *, want: Step | None = None) -> Outcome:
         outcome = self.counter.handle(event)
@@ -208,7 +220,11 @@ class Driver:
         self.log.line(f"billing {tag}.{seq}")
         self.intent("validate", want=Step.PAYMENT, pin=PIN)
         number = self.counter.session.claim_number
+        assert number is not None
+        self.hold(number, "shown")  # committed, not on the screen yet
         self.log.line(f"claim {number} {prescription_id} {','.join(serials)}", durable=True)
+        self.send(ResultShown(number))  # what the kiosk's view model reports once the screen is up
+        self.log.line(f"shown {number}")
         self.intent("close", want=Step.ATTRACT)
         if index % BATCH_EVERY == BATCH_EVERY - 1:
             outcome = self.intent("send_batch", want=Step.ATTRACT)
@@ -239,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
         operators.PIN_KDF = operators.ScryptParams(log2_n=4, r=8, p=1)
 
     log = SideLog(args.log)
-    install_hooks(log, hold_seconds=args.max_seconds)
+    hold = install_hooks(log, hold_seconds=args.max_seconds)
     if not args.key.exists():
         FieldCipher.create_key(args.key)
     cipher = FieldCipher.load(args.key)
@@ -250,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
         offline = HttpTeleservices(f"http://127.0.0.1:{_closed_port()}", timeout=0.5)
         records = CounterRecords(db, cipher, clock)
         counter = Counter(records, offline, ProductTable.load(DEFAULT_PRODUCTS_PATH), clock=clock)
-        driver = Driver(counter, CodeReader(), log, args.round_no)
+        driver = Driver(counter, CodeReader(), log, args.round_no, hold)
         driver.intent("login", operator=OPERATOR, pin=PIN)
         log.line("ready")
         for index in range(args.max_sessions):

@@ -15,7 +15,11 @@ the teleservices unreachable (degraded mode). Two kinds of rounds, in a seeded o
   transaction), and a couple during start-up;
 - **paused**: the worker holds the billing transaction open at a chosen point (claim number just
   taken, or every statement done and only COMMIT left) and is killed there, so kills inside the
-  transaction are certain, not only likely.
+  transaction are certain, not only likely; or it stops right after the COMMIT, before the screen.
+
+After every kill the next boot's start-up check runs too (``Started`` on a new Counter, with the clock
+the next process will have): a claim committed but never shown is pointed out to the pharmacist, and a
+claim the screen showed never is.
 """
 
 from __future__ import annotations
@@ -30,16 +34,30 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from appliance.products import ProductTable
 from appliance.store import audit, numbering
 from appliance.store.database import open_database, rows
+from appliance.store.records import CounterRecords
 from appliance.store.sealing import FieldCipher
-from tests.appliance.crash_worker import PAUSE_ENV
+from appliance.workflow.events import Started
+from appliance.workflow.machine import Counter
+from tests.appliance.crash_worker import PAUSE_ENV, START
 
 REPO = Path(__file__).resolve().parents[2]
 SEED = 20260615
 RANDOM_ROUNDS = 22
-PAUSED_ROUNDS = (("number", 1), ("commit", 2), ("number", 4), ("commit", 1), ("commit", 5), ("number", 3))
-"""(stage, k): the k-th claim of that run stops at that stage of its transaction."""
+PAUSED_ROUNDS = (
+    ("number", 1),
+    ("commit", 2),
+    ("number", 4),
+    ("commit", 1),
+    ("commit", 5),
+    ("number", 3),
+    ("shown", 2),
+    ("shown", 1),
+)
+"""(stage, k): the k-th claim of that run stops at that stage of its transaction (``shown``: just after
+its COMMIT, before the screen)."""
 STARTUP_KILLS = 2
 """Random rounds killed without waiting for the worker to be ready (imports, open, migrations, login)."""
 AIMED_KILLS = 11
@@ -72,6 +90,8 @@ class RoundLog:
     """Where the worker was when killed: starting, idle, session, billing, number."""
     open_number: int | None = None
     """The claim number taken by the transaction in progress when killed (state ``number``)."""
+    shown: set[int] = field(default_factory=set)
+    """Claims the core recorded as shown on the screen (``ResultShown`` done)."""
 
     @classmethod
     def parse(cls, text: str) -> RoundLog:
@@ -91,6 +111,8 @@ class RoundLog:
                 number, prescription_id, serials = rest.split(" ")
                 log.claims.append(Handed(int(number), prescription_id, tuple(serials.split(","))))
                 log.state, log.open_number = "claimed", None
+            elif word == "shown":
+                log.shown.add(int(rest))
             elif word == "batch":
                 log.batches.append(int(rest))
             elif word == "paused":
@@ -110,6 +132,8 @@ class Stats:
     """Kills after the claim number was taken and before COMMIT (the claim is not in the database)."""
     after_commit_before_shown: int = 0
     paused_kills: int = 0
+    flagged_after_restart: int = 0
+    """Restarts that pointed the pharmacist to a claim committed but never shown."""
     claims_per_round: list[int] = field(default_factory=list)
 
 
@@ -298,6 +322,20 @@ def check_store(tmp: Path, handed: dict[int, Handed], logged_batches: set[int], 
         db.close()
 
 
+def flagged_at_next_boot(tmp: Path, round_no: int) -> int | None:
+    """What the next kiosk start points the pharmacist to: a new Counter on the same files, with the
+    clock the next worker will have (each round's clock starts 10 minutes after the previous one's)."""
+    db = open_database(tmp / "counter.db")
+    try:
+        at = START.timestamp() + (round_no + 1) * 600.0
+        records = CounterRecords(db, FieldCipher.load(tmp / "counter.key"), lambda: at)
+        counter = Counter(records, None, ProductTable(), clock=lambda: at)  # type: ignore[arg-type]
+        assert counter.handle(Started()).accepted
+        return counter.interrupted.number if counter.interrupted is not None else None
+    finally:
+        db.close()
+
+
 def _next_billing(seen: int) -> Callable[[RoundLog], bool]:
     """True once a PIN was given for billing (and the transaction may have started) after line ``seen``."""
     return lambda log: log.state in ("billing", "number") and len(log.lines) > seen
@@ -315,6 +353,7 @@ def test_sigkill_at_random_points_during_billing_leaves_every_claim_whole(tmp_pa
     started = time.monotonic()
     stats = Stats()
     handed: dict[int, Handed] = {}
+    shown: set[int] = set()
     logged_batches: set[int] = set()
     store: Store | None = None
 
@@ -344,16 +383,27 @@ def test_sigkill_at_random_points_during_billing_leaves_every_claim_whole(tmp_pa
             assert claim.number not in handed, f"claim number {claim.number} handed out twice"
             handed[claim.number] = claim
         logged_batches.update(log.batches)
+        shown.update(log.shown)
         store = check_store(tmp_path, handed, logged_batches, store)
         stats.claims_per_round.append(len(store.claims))
 
         in_db = log.open_number is not None and log.open_number in store.claims
+        flagged = flagged_at_next_boot(tmp_path, round_no)
+        if store.claims and max(store.claims) in shown:
+            assert flagged is None, f"claim {flagged} pointed out although its screen was shown"
+        if log.state == "number" and in_db:  # killed between COMMIT and screen
+            assert flagged == log.open_number, f"claim {log.open_number} never shown, not pointed out ({flagged})"
+        if flagged is not None:
+            stats.flagged_after_restart += 1
         if spec is not None:
             assert log.paused is not None and log.state == "number"
-            number, _ = log.paused
+            number, stage = log.paused
+            stats.paused_kills += 1
+            if stage == "shown":
+                assert number in store.claims and flagged == number, "committed, unseen, and pointed out"
+                continue
             assert number not in store.claims, f"claim {number} committed although killed before COMMIT"
             assert number == len(store.claims) + 1, "the paused claim's number is the next one to give"
-            stats.paused_kills += 1
             continue
         stats.random_rounds += 1
         if log.state == "starting":
@@ -373,11 +423,13 @@ def test_sigkill_at_random_points_during_billing_leaves_every_claim_whole(tmp_pa
         f" (aimed at billing {stats.aimed}, start-up {stats.startup_kills}, mid-session {stats.in_session},"
         f" in billing {stats.in_billing}, inside the claim transaction {stats.inside_transaction},"
         f" committed but not yet shown {stats.after_commit_before_shown});"
-        f" paused inside the transaction {stats.paused_kills}; claims {stats.claims_per_round[-1]},"
+        f" paused {stats.paused_kills}; pointed out after restart {stats.flagged_after_restart};"
+        f" claims {stats.claims_per_round[-1]},"
         f" handed out {len(handed)}, batches closed {len(logged_batches)}"
     )
     # The kills really landed where it matters, and the counter made progress between them.
     assert stats.paused_kills == len(PAUSED_ROUNDS)
+    assert stats.flagged_after_restart >= sum(1 for stage, _ in PAUSED_ROUNDS if stage == "shown")
     assert stats.in_session >= RANDOM_ROUNDS // 2, stats
     assert stats.claims_per_round == sorted(stats.claims_per_round), "claims never vanish"
     assert stats.claims_per_round[-1] >= 2 * len(schedule), stats

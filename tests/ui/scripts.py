@@ -110,17 +110,22 @@ def screens(config: KioskConfig, out: Path) -> dict[str, Any]:
         result["states"] = []
         for state in STATES:
             vm.panel_open, vm.unlocked, vm.operator_name = False, False, ""
+            vm.claims_open = False
             vm.close_pin()
             vm._pending = 0
             vm._settle_busy()
+            if state.panel == "claims":  # the list reaches an open, unlocked panel only
+                vm.panel_open, vm.unlocked, vm.operator_name = True, True, "alice"
             outcome = Outcome(state.accepted, Step(state.view["step"]), state.message)
             vm.finished(Result(state.kind, outcome, state.view))
             if state.busy:
                 vm.began("scan")
                 vm.waiting, vm.progress = True, 0.4
                 vm.refresh()
-            if state.panel == "work":
+            if state.panel in ("work", "claims"):
                 vm.unlocked, vm.operator_name = True, "alice"
+            if state.panel == "claims":
+                vm.claims_open = True
             if state.panel is not None:
                 vm.open_panel()
             if state.panel == "pin":
@@ -138,6 +143,7 @@ def screens(config: KioskConfig, out: Path) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------------------------------- with the core
 def _with_kiosk(config: KioskConfig, out: Path, body: Callable[[Any, Any, dict[str, Any]], Script]) -> dict[str, Any]:
+    from appliance.store.recent_claims import last_shown
     from ui.app import kivy_post
     from ui.kiosk import kiosk_against_sandbox
 
@@ -150,6 +156,7 @@ def _with_kiosk(config: KioskConfig, out: Path, body: Callable[[Any, Any, dict[s
             tick=kiosk.controller.tick,
         )
         result["db"] = kiosk.controller.worker.call(kiosk.rig.db_state)
+        result["last_claim_shown"] = kiosk.controller.worker.call(lambda: last_shown(kiosk.rig.db.conn))
     return result
 
 
@@ -306,9 +313,87 @@ def slow(config: KioskConfig, out: Path) -> dict[str, Any]:
     return _with_kiosk(config, out, body)
 
 
+# ---------------------------------------------------------------------------------------------- after a stop
+def bill_without_showing(db_path: Path) -> int:
+    """A whole apCV session billed on the core alone, as if the kiosk died between the claim's COMMIT
+    and its payment screen: the claim is in the file, no screen ever reported it shown."""
+    from appliance.codes.reader import CodeReader
+    from appliance.domain import Role
+    from appliance.scenario import EXPECTED_KINDS, ScenarioClock, counter_rig
+    from appliance.workflow.events import Intent, Scanned
+    from appliance.workflow.session import Step
+
+    with counter_rig(db_path=db_path, key_path=None, sandbox_url=None, clock=ScenarioClock()) as rig:
+        rig.add_operator("alice", Role.PHARMACIEN, PIN)
+        counter, reader = rig.counter, CodeReader()
+
+        def scan(raw: bytes) -> None:
+            outcome = counter.handle(Scanned(reader.read(raw, expect=EXPECTED_KINDS.get(counter.step))))
+            assert outcome.accepted, outcome
+
+        def intent(name: str, **args: Any) -> None:
+            outcome = counter.handle(Intent(name, args))
+            assert outcome.accepted, outcome
+
+        scan(APCV)
+        scan(AMC)
+        scan(PRESCRIPTION)
+        intent("confirm_prescription")
+        for cip13, serial in BOXES:
+            scan(f"010{cip13}1727123110LOT1\x1d21{serial}".encode("ascii"))
+        intent("continue")
+        intent("validate", operator="alice", pin=PIN)
+        assert counter.step is Step.PAYMENT
+        return int(counter.session.claim_number or 0)
+
+
+def recovery(config: KioskConfig, out: Path) -> dict[str, Any]:
+    """The kiosk starts after a bill its patient never saw: the panel opens on it, and after the PIN
+    the list of the last claims shows it first."""
+    claim = bill_without_showing(out / "counter.db")
+
+    def body(kiosk: Any, driver: Any, result: dict[str, Any]) -> Script:
+        from appliance.store import audit, operators
+        from ui.driving import visible_texts
+
+        vm = kiosk.vm
+        yield 0.3
+        yield lambda: vm.panel_open and bool(vm.recovery_text)
+        yield 0.15
+        result["banner"] = vm.recovery_text
+        result["locked_texts"] = driver.texts()
+        result["patient_texts"] = visible_texts(driver.app.kiosk.ids.sm)
+        driver.screenshot(out / "recovery-locked.png")
+        driver.touch("operator:alice")
+        yield 0.05
+        driver.type_pin(PIN)
+        yield lambda: vm.claims_open and bool(vm.recent_claims)
+        yield driver.settled
+        yield 0.15
+        result["list_texts"] = driver.texts()
+        driver.screenshot(out / "recovery-list.png")
+
+        def journal() -> dict[str, Any]:
+            entries = audit.entries(kiosk.rig.db, limit=100_000)
+            alice = next(op.id for op in operators.list_operators(kiosk.rig.db) if op.name == "alice")
+            return {
+                "alice": alice,
+                "listed_by": [e.operator_id for e in entries if e.action == "claims.listed"],
+                "interrupted": [e.subject for e in entries if e.action == "claim.interrupted"],
+            }
+
+        result["journal"] = kiosk.controller.worker.call(journal)
+
+    result = _with_kiosk(config, out, body)
+    result["claim"] = claim
+    result["pngs"] = sorted(str(png) for png in out.glob("recovery-*.png"))
+    return result
+
+
 MODES: dict[str, Callable[[KioskConfig, Path], dict[str, Any]]] = {
     "screens": screens,
     "journey": journey,
     "idle": idle,
     "slow": slow,
+    "recovery": recovery,
 }

@@ -33,6 +33,8 @@ BASE: dict[str, Any] = {
     "claim": None,
     "receipt": [],
     "later": [],
+    "recent_claims": [],
+    "interrupted": None,
 }
 PATIENT = {"first_names": "MARIE CLAIRE", "birth_name": "DURAND", "birth_date": "12/03/1968"}
 AMO = {"source": "adri", "valid": True, "valid_to": "31/12/2029", "ald": False, "c2s": False}
@@ -61,6 +63,44 @@ GAPS = [
 ]
 
 
+INTERRUPTED = {
+    "claim": 12,
+    "time": "11:02",
+    "text": "Facture n° 12 enregistrée à 11:02 avant l'arrêt : vérifiez avec le patient.",
+}
+
+
+def _claim(
+    number: int, when: str, first: str, last: str, total: int, amo: int, amc: int, **more: Any
+) -> dict[str, Any]:
+    return {
+        "claim": number,
+        "day": "15/06/2026",
+        "time": when[-5:],
+        "when": when,
+        "total": total,
+        "amo": amo,
+        "amc": amc,
+        "patient": total - amo - amc,
+        "to_pay": total - amo - amc,
+        "operator": "alice",
+        "first_names": first,
+        "birth_name": last,
+        "status": "pending",
+        "interrupted": False,
+    } | more
+
+
+CLAIMS = [
+    _claim(12, "11:02", "MARIE CLAIRE", "DURAND", 2345, 1500, 500, interrupted=True),
+    _claim(11, "10:48", "JEAN PIERRE", "MARTIN", 1196, 837, 359),
+    _claim(10, "10:31", "NADIA", "PETIT", 3310, 3310, 0, operator="bruno"),
+    _claim(9, "10:05", "HUGO", "LE GOFF", 785, 550, 0),
+    _claim(8, "14/06/2026 17:45", "SOPHIE", "BERNARD", 1502, 1052, 450, status="accepted"),
+]
+"""The last claims as ``Counter.view()`` gives them, newest first; 12 was cut off by a power cut."""
+
+
 def view(**changes: Any) -> dict[str, Any]:
     state = copy.deepcopy(BASE)
     state.update(changes)
@@ -81,7 +121,7 @@ class ScreenState:
     accepted: bool = True
     kind: str = "scan"
     panel: str | None = None
-    """``operators``, ``pin`` or ``work``: the pharmacist panel on top."""
+    """``operators``, ``pin``, ``work`` or ``claims``: the pharmacist panel on top."""
     busy: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -307,5 +347,33 @@ STATES = [
         "Ligne 1 : 1 boîte(s) délivrée(s) sur 2 prescrite(s)",
         "validate",
         panel="work",
+    ),
+    ScreenState(
+        "attract-after-stop",
+        view(interrupted=INTERRUPTED),
+        "attract",
+        "Présentez votre carte Vitale, votre ordonnance, votre attestation",
+        "open_panel",
+        "secondary",
+        kind="network",
+    ),
+    ScreenState(
+        "panel-recovery",
+        view(interrupted=INTERRUPTED),
+        "attract",
+        INTERRUPTED["text"],
+        "operator:alice",
+        kind="started",
+        panel="operators",
+    ),
+    ScreenState(
+        "panel-claims",
+        view(operator=True, recent_claims=CLAIMS, interrupted=INTERRUPTED),
+        "attract",
+        INTERRUPTED["text"],
+        "close_claims",
+        "secondary",
+        kind="intent:recent_claims",
+        panel="claims",
     ),
 ]

@@ -43,3 +43,8 @@ def test_the_claim_is_recorded_and_the_screen_cleared(journey: Any, tmp_path: Pa
     final = " ".join(journey["final_texts"])
     assert "Présentez votre carte Vitale" in final
     assert "Marie" not in final and "DURAND" not in final
+
+
+def test_the_payment_screen_reports_the_bill_shown(journey: Any) -> None:
+    """So that a restart does not point the pharmacist to a bill the patient did see."""
+    assert journey["last_claim_shown"] == 1

@@ -153,6 +153,8 @@ def test_no_device_configured_gives_a_runnable_controller_and_the_cps_path(confi
     try:
         controller, vm, counter = production.controller, production.vm, production.controller.counter
         assert production.drivers == [] and list(vm.operators) == ["alice"]
+        _drain_until(posted, lambda: vm.results == 1)  # the start-up check: no bill cut off in a new file
+        assert vm.last_result is not None and vm.last_result.kind == "started" and vm.recovery_text == ""
         production.start_devices()  # nothing to start: no device thread, no window
         cps = FakeCps(CardHolder("10000000007", "MARTIN", "Alice"))
         sink = station_sink(controller, vm, posted.put, cps)

@@ -112,3 +112,17 @@ def test_the_watchdog_is_pinged_from_the_kivy_clock(rendered: dict[str, Any]) ->
     assert notify[0] == "READY=1"
     assert notify.count("WATCHDOG=1") >= 5  # every 0.1 s (half of WATCHDOG_USEC) for several seconds
     assert rendered["800x480"]["watchdog_pings"] == notify.count("WATCHDOG=1")
+
+
+def test_the_last_claims_read_at_arms_length_with_the_cut_off_one_first(rendered: dict[str, Any]) -> None:
+    for display in DISPLAYS:
+        texts = _state(rendered, display, "panel-claims")["texts"]
+        rows = [text for text in texts if text.startswith("[b]N° ")]
+        assert rows[0].startswith("[b]N° 12[/b]   11:02   Marie Claire DURAND"), rows
+        assert "Dernières factures" in texts
+
+
+def test_the_stop_is_never_mentioned_on_the_patient_screen(rendered: dict[str, Any]) -> None:
+    for display in DISPLAYS:
+        texts = _state(rendered, display, "attract-after-stop")["texts"]
+        assert not any("avant l'arrêt" in text for text in texts), texts

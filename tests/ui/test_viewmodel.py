@@ -1,4 +1,5 @@
-"""The view model without a window: what each step shows, PIN handling, timeouts, cancel, panel lock."""
+"""The view model without a window: what each step shows, PIN handling, timeouts, cancel, panel lock,
+the last claims and the start after a bill its patient never saw."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 from appliance.products import ProductTable
 from appliance.workflow.machine import Counter, Outcome
 from appliance.workflow.session import Step
-from tests.ui.states import BASE, STATES, view
+from tests.ui.states import BASE, CLAIMS, INTERRUPTED, STATES, view
 from ui.controller import Result
 
 if TYPE_CHECKING:
@@ -19,9 +20,13 @@ if TYPE_CHECKING:
 class Recorder:
     def __init__(self) -> None:
         self.sent: list[tuple[str, dict[str, Any]]] = []
+        self.shown: list[int] = []
 
     def intent(self, name: str, **args: Any) -> None:
         self.sent.append((name, args))
+
+    def claim_shown(self, claim: int) -> None:
+        self.shown.append(claim)
 
 
 class FakeTime:
@@ -247,3 +252,118 @@ def test_a_cps_pulled_out_while_its_pin_is_checked_opens_no_session(kiosk: Any) 
     vm.cps_removed()
     vm.finished(result(view(operator=True, cps=True), "intent:cps_login", "Bonjour alice"))
     assert not vm.unlocked and actions.sent[-1] == ("logout", {})
+
+
+# ---------------------------------------------------------------------------------------------- last claims
+def _login(vm: Any, name: str = "alice") -> None:
+    vm.choose_operator(name)
+    vm.pin.press("2")
+    vm.submit_pin()
+    vm.finished(result(view(operator=True, interrupted=INTERRUPTED), "intent:login", f"Bonjour {name}"))
+
+
+def test_a_start_after_a_cut_off_bill_opens_the_panel_then_the_list_after_login(kiosk: Any) -> None:
+    vm, actions, _ = kiosk
+    vm.finished(result(view(interrupted=INTERRUPTED), "started"))
+
+    assert vm.panel_open and not vm.unlocked
+    assert vm.recovery_text == "Facture n° 12 enregistrée à 11:02 avant l'arrêt : vérifiez avec le patient."
+    assert vm.screen == "attract" and vm.message == ""  # the patient's screen says nothing of it
+
+    _login(vm)
+    assert actions.sent[-1] == ("recent_claims", {})  # straight to the list, no extra touch
+    assert not vm.claims_open  # until the core agreed (and audited the read)
+    vm.finished(result(view(operator=True, recent_claims=CLAIMS, interrupted=INTERRUPTED), "intent:recent_claims"))
+
+    assert vm.claims_open
+    first = vm.recent_claims[0]
+    assert first["text"] == "[b]N° 12[/b]   11:02   Marie Claire DURAND"
+    assert first["detail"] == ("Total 23,45\u00a0€ · AMO 15,00\u00a0€ · AMC 5,00\u00a0€ · patient 3,45\u00a0€ · alice")
+    assert first["gap"] and not any(row["gap"] for row in vm.recent_claims[1:])
+    assert vm.recent_claims[-1]["text"].startswith("[b]N° 8[/b]   14/06/2026 17:45")
+    assert vm.recent_claims[-1]["detail"].endswith("alice · acceptée")
+
+
+def test_a_start_with_nothing_cut_off_leaves_the_patient_screen_alone(kiosk: Any) -> None:
+    vm, actions, _ = kiosk
+    vm.finished(result(view(), "started"))
+    assert not vm.panel_open and vm.recovery_text == "" and vm.screen == "attract"
+    assert actions.sent == []
+
+
+def test_the_list_is_asked_from_the_panel_and_forgotten_when_it_locks(kiosk: Any) -> None:
+    vm, actions, _ = kiosk
+    vm.open_panel()
+    _login(vm)
+    vm.finished(result(view(operator=True), "intent:login"))
+    vm.show_claims()
+    assert actions.sent[-1] == ("recent_claims", {})
+    vm.finished(result(view(operator=True, recent_claims=CLAIMS), "intent:recent_claims"))
+    assert vm.claims_open and len(vm.recent_claims) == 5
+    vm.close_claims()
+    assert not vm.claims_open and vm.unlocked
+    vm.show_claims()
+    vm.finished(result(view(operator=True, recent_claims=CLAIMS), "intent:recent_claims"))
+    vm.lock()
+    assert not vm.claims_open and list(vm.recent_claims) == [] and actions.sent[-1] == ("logout", {})
+
+
+def test_a_refused_list_keeps_the_page_and_says_why(kiosk: Any) -> None:
+    vm, _, _ = kiosk
+    vm.unlocked = True
+    vm.show_claims()
+    refusal = "Terminez la session en cours pour voir les dernières factures"
+    vm.finished(result(view(step="rights", operator=True), "intent:recent_claims", refusal, ok=False))
+    assert not vm.claims_open and vm.message == refusal and not vm.message_ok
+
+
+def test_a_patient_session_closes_the_list(kiosk: Any) -> None:
+    vm, _, _ = kiosk
+    vm.panel_open, vm.unlocked, vm.claims_open = True, True, True
+    vm.finished(result(view(operator=True, recent_claims=CLAIMS), "intent:recent_claims"))
+    assert vm.claims_open and vm.recent_claims
+    vm.finished(result(view(step="choose-beneficiary", operator=True), "card-inserted"))
+    assert not vm.claims_open and list(vm.recent_claims) == []
+
+
+def test_the_payment_screen_is_reported_shown_once_and_from_the_clock(kiosk: Any) -> None:
+    vm, actions, _ = kiosk
+    payment = view(step="payment", claim=7, amounts={"total": 1, "amo": 0, "amc": 0, "to_pay": 0})
+    vm.finished(result(payment, "intent:validate", "Rien à payer"))
+    assert vm.screen == "payment" and actions.shown == []  # not before a frame was drawn
+    vm.refresh()
+    assert actions.shown == [7]
+    vm.finished(result(payment, "intent:dmp_document", "Document envoyé au DMP"))
+    vm.refresh()
+    assert actions.shown == [7]
+
+
+def test_a_bill_hidden_by_the_waiting_screen_is_not_reported(kiosk: Any) -> None:
+    vm, actions, clock = kiosk
+    vm.began("intent:dmp_document")
+    clock.now += 1
+    vm.refresh()
+    assert vm.screen == "waiting"
+    vm.finished(result(view(step="payment", claim=8, amounts={"total": 1, "amo": 0, "amc": 0, "to_pay": 0}), "tick"))
+    vm.refresh()
+    assert actions.shown == []
+
+
+def test_the_kiosks_own_events_do_not_end_a_wait(kiosk: Any) -> None:
+    vm, _, _ = kiosk
+    vm.began("scan")
+    vm.finished(result(view(), "shown"))
+    vm.finished(result(view(), "started"))
+    assert vm.busy
+
+
+def test_the_names_are_dropped_as_soon_as_the_panel_closes(kiosk: Any) -> None:
+    vm, _, _ = kiosk
+    vm.open_panel()
+    vm.unlocked = True
+    vm.show_claims()
+    vm.finished(result(view(operator=True, recent_claims=CLAIMS), "intent:recent_claims"))
+    assert vm.claims_open and vm.recent_claims
+    vm.close_panel()
+    vm.finished(result(view(operator=True, recent_claims=CLAIMS), "tick"))  # the core still holds them
+    assert not vm.claims_open and list(vm.recent_claims) == []

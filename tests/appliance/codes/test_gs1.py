@@ -54,6 +54,7 @@ def test_a_foreign_gtin_has_no_cip13() -> None:
         (BOX.replace(b"17270500", b"17271300"), r"\(17\)"),
         (b"17270500", "no product code"),
         (b"]d2", "empty"),
+        (b"]", "cannot be read"),
         (BOX + b"\xff", "not ASCII"),
         (BOX.replace(b"\x1d", b"\x1e"), "control characters"),
     ],
