@@ -62,8 +62,15 @@ uuid() { "$PY" -c 'import sys, uuid; print(uuid.uuid5(uuid.NAMESPACE_URL, "compt
 # 1. root filesystem (qemu-user runs the arm64 maintainer scripts)
 step "mmdebstrap bookworm arm64 from $MIRROR (SOURCE_DATE_EPOCH=$SOURCE_DATE_EPOCH)"
 ROOTFS="$WORK/rootfs"
+# The initramfs is made once, at the end: under qemu one run takes ~15 min, and the kernel's
+# postinst plus the initramfs-tools trigger would make it twice (update-initramfs is diverted to a
+# no-op while the packages install).
 mmdebstrap --arch=arm64 --variant=minbase --components=main,non-free-firmware \
   --include="$(IFS=,; echo "${PACKAGES[*]}")" \
+  --essential-hook='chroot "$1" dpkg-divert --quiet --local --rename --add /usr/sbin/update-initramfs' \
+  --essential-hook='mkdir -p "$1/usr/sbin" && printf "#!/bin/sh\nexit 0\n" > "$1/usr/sbin/update-initramfs" && chmod 755 "$1/usr/sbin/update-initramfs"' \
+  --customize-hook='rm "$1/usr/sbin/update-initramfs" && chroot "$1" dpkg-divert --quiet --local --rename --remove /usr/sbin/update-initramfs' \
+  --customize-hook='chroot "$1" sh -c '"'"'for k in /lib/modules/*; do update-initramfs -c -k "${k##*/}"; done'"'" \
   --customize-hook='chroot "$1" useradd --system --create-home --home-dir /var/lib/comptoir/kiosk --user-group --groups input,video,render kiosk' \
   --customize-hook='chroot "$1" useradd --system --no-create-home --home-dir /var/lib/comptoir --user-group comptoir' \
   --customize-hook='chroot "$1" useradd --system --no-create-home --home-dir /var/lib/comptoir --user-group --groups comptoir comptoir-update' \
