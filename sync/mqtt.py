@@ -105,6 +105,12 @@ def tls_context(ca: Path, cert: Path | None, key: Path | None) -> ssl.SSLContext
     return context
 
 
+def correlation_of(message: mqtt.MQTTMessage) -> bytes | None:
+    """The MQTT 5 correlation data of a received message (the send a held-back notice answers)."""
+    value = getattr(message.properties, "CorrelationData", None) if message.properties else None
+    return bytes(value) if isinstance(value, (bytes, bytearray)) else None
+
+
 def encode(message: OutboxMessage, prev: int | None = None) -> bytes:
     """The wire form of an outbox message (compact JSON, no identity in it: see DESIGN §5)."""
     body: dict[str, Any] = {"key": message.key, "seq": message.id, "stream": message.stream}
@@ -252,11 +258,10 @@ class BackOfficeLink:
             if not isinstance(body, dict):
                 return
             keys, held = body.get("keys"), body.get("held")
-            correlation = getattr(message.properties, "CorrelationData", None) if message.properties else None
+            correlation = correlation_of(message)
             with self._lock:
-                if len(self._acked) > MAX_ACKED or len(self._held) > MAX_ACKED:
+                if len(self._acked) > MAX_ACKED:
                     self._acked.clear()  # late acknowledgements nobody waits for any more
-                    self._held.clear()
                 if isinstance(keys, list):
                     self._acked.update(k for k in keys if isinstance(k, str))
                 if isinstance(held, list) and correlation == self._round.to_bytes(8, "big"):
@@ -361,7 +366,6 @@ class BackOfficeLink:
                     break
                 self._ack_arrived.wait(min(left, 0.1))
             self._acked.difference_update(m.key for m in messages)
-            self._held.difference_update(m.key for m in messages)
             if done:
                 self._last_acked[stream] = messages[done - 1].id
         return done, (None if done == len(messages) else error), resend

@@ -54,7 +54,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from sandbox.backoffice.rollouts import RolloutRunner
 from sandbox.backoffice.store import Applied, BackOfficeStore, Incoming
 from sync.commands import COMMAND_TYPES, make_command
-from sync.mqtt import tls_context
+from sync.mqtt import correlation_of, tls_context
 
 log = logging.getLogger(__name__)
 
@@ -225,7 +225,7 @@ class BackOffice:
                 batch.append(more)
             try:
                 applied = self.store.apply(
-                    Incoming(m.topic, bytes(m.payload), at, _correlation(m)) for m, _, at in batch
+                    Incoming(m.topic, bytes(m.payload), at, correlation_of(m)) for m, _, at in batch
                 )
             except Exception:
                 log.exception("back office: could not store %d messages (the broker will resend them)", len(batch))
@@ -318,11 +318,6 @@ class BackOffice:
 
 
 ROLLOUT_STATES = {"running": "en cours", "paused": "en pause", "done": "terminé"}
-
-
-def _correlation(message: mqtt.MQTTMessage) -> bytes | None:
-    value = getattr(message.properties, "CorrelationData", None) if message.properties else None
-    return bytes(value) if isinstance(value, (bytes, bytearray)) else None
 
 
 def _rollouts_table(rollouts: list[dict[str, Any]]) -> str:

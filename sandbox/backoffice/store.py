@@ -209,9 +209,14 @@ class BackOfficeStore:
         seq = int(body.get("seq") or 0)
         stream = str(body.get("stream") or kind)
         prev = body.get("prev")
-        known = conn.execute("SELECT 1 FROM events WHERE device = ? AND key = ?", (device, body["key"])).fetchone()
         last = conn.execute("SELECT last_seq FROM streams WHERE device = ? AND stream = ?", (device, stream)).fetchone()
-        if known is None and isinstance(prev, int) and last is not None and prev > int(last[0]):
+        if (
+            isinstance(prev, int)
+            and last is not None
+            and prev > int(last[0])
+            and conn.execute("SELECT 1 FROM events WHERE device = ? AND key = ?", (device, body["key"])).fetchone()
+            is None
+        ):
             applied.held.append(
                 (device, body["key"], message.correlation)
             )  # its predecessor has not arrived: the box sends both again
