@@ -36,6 +36,50 @@ class IdentityStatus(StrEnum):
     """Qualified: INSi + document checked, or apCV."""
 
 
+class IdentityDocument(StrEnum):
+    """Identity documents of high trust the RNIV accepts for qualifying an identity.
+
+    A minor may also show a family record book or a birth certificate, together with an identity
+    document of their legal guardian (:attr:`for_minor_only`).
+    """
+
+    PASSEPORT = "passeport"
+    CNI = "cni"
+    TITRE_SEJOUR = "titre-sejour"
+    LIVRET_FAMILLE = "livret-famille"
+    ACTE_NAISSANCE = "acte-naissance"
+
+    @property
+    def for_minor_only(self) -> bool:
+        return self in (IdentityDocument.LIVRET_FAMILLE, IdentityDocument.ACTE_NAISSANCE)
+
+    @property
+    def label(self) -> str:
+        return _DOCUMENT_LABELS[self]
+
+
+_DOCUMENT_LABELS = {
+    IdentityDocument.PASSEPORT: "Passeport",
+    IdentityDocument.CNI: "Carte nationale d'identité",
+    IdentityDocument.TITRE_SEJOUR: "Titre de séjour",
+    IdentityDocument.LIVRET_FAMILLE: "Livret de famille",
+    IdentityDocument.ACTE_NAISSANCE: "Extrait d'acte de naissance",
+}
+
+
+class DocumentCheck(StrEnum):
+    """What came of asking for the identity document (RNIV): four outcomes the journal keeps apart."""
+
+    CHECKED = "checked"
+    """A document was shown and agrees with the INS traits: the identity is qualified."""
+    ABSENT = "absent"
+    """No document at hand: the prompt comes back at the next visits."""
+    REFUSED = "refused"
+    """The patient declines to show one: recorded as their refusal, the prompt stops."""
+    CONTRADICTS = "contradicts"
+    """The document contradicts the INS traits: the identity is doubtful and never qualified."""
+
+
 class Visibility(StrEnum):
     """Who may see a document fed to the DMP, as the patient chose."""
 
@@ -143,6 +187,17 @@ class Prescription:
     renewals: int
     lines: tuple[PrescriptionLine, ...]
     patient_nir: str | None = None
+    patient: PrescribedFor | None = None
+    """The patient as the prescriber wrote them (compared with the identified patient)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PrescribedFor:
+    """Who a prescription is for, as written on it: the traits the pharmacist compares."""
+
+    birth_name: str
+    first_names: str
+    birth_date: date
 
 
 @dataclass(frozen=True, slots=True)

@@ -251,7 +251,7 @@ def _card(line: dict[str, Any]) -> CardInserted:
     data_on = date.fromisoformat(line["data_on"]) if "data_on" in line else START.date()
     return CardInserted(
         beneficiaries=tuple(p.beneficiary for p in members),
-        amo={p.beneficiary.nir: p.amo for p in members},
+        amo={p.beneficiary.nir: p.card_amo for p in members},
         data_on=data_on,
     )
 
@@ -336,10 +336,25 @@ class CounterRig:
         return {"delivered": report.delivered, "deferred": report.deferred, "refused": report.refused}
 
     def db_state(self) -> dict[str, Any]:
+        from appliance.store import audit
+
         conn = self.db.conn
+        numbers = [int(r[0]) for r in conn.execute("SELECT number FROM claims ORDER BY number")]
+        names = {int(i): str(n) for i, n in conn.execute("SELECT id, name FROM operators")}
+        acts: dict[str, list[str | None]] = {}
+        for entry in audit.entries(self.db, limit=100_000):
+            acts.setdefault(entry.action.replace(".", "_"), []).append(names.get(entry.operator_id or 0))
         return {
+            "acts": acts,
+            "identity_checks": [
+                {"patient": r[0], "outcome": r[1], "document": r[2], "guardian_document": r[3], "operator": names[r[4]]}
+                for r in conn.execute(
+                    "SELECT patient_id, outcome, document, guardian_document, operator_id FROM identity_checks ORDER BY id"
+                )
+            ],
+            "doubtful": {str(r[0]): bool(r[1]) for r in conn.execute("SELECT id, doubtful FROM patients")},
             "claims": conn.execute("SELECT count(*) FROM claims").fetchone()[0],
-            "claim_numbers": [r[0] for r in conn.execute("SELECT number FROM claims ORDER BY number")],
+            "claim_numbers": numbers,
             "outbox_pending": conn.execute("SELECT count(*) FROM outbox WHERE delivered_at IS NULL").fetchone()[0],
             "rejected_claims": conn.execute("SELECT count(*) FROM claims WHERE status = 'rejected'").fetchone()[0],
             "accepted_claims": conn.execute("SELECT count(*) FROM claims WHERE status = 'accepted'").fetchone()[0],
@@ -354,6 +369,22 @@ class CounterRig:
                 0
             ],
             "dmp_sent": conn.execute("SELECT count(*) FROM dmp_documents WHERE status = 'sent'").fetchone()[0],
+            "dmp_documents": conn.execute("SELECT count(*) FROM dmp_documents").fetchone()[0],
+            "batches": [
+                {
+                    "number": r[0],
+                    "status": r[1],
+                    "claims": [
+                        c[0]
+                        for c in conn.execute(
+                            "SELECT number FROM claims WHERE batch_id = ? ORDER BY number", (r[2],)
+                        ).fetchall()
+                    ],
+                }
+                for r in conn.execute("SELECT number, status, id FROM batches ORDER BY number").fetchall()
+            ],
+            "claim_batches": {str(n): self.records.claim_batches(n) for n in numbers},
+            "resubmissions": conn.execute("SELECT count(*) FROM claim_resubmissions").fetchone()[0],
         }
 
     def set_fault(self, fault: Any) -> None:

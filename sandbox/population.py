@@ -38,9 +38,13 @@ provisional          Youssef EL AMRANI: card NIR is provisional (starts with 7);
                      matricule (starts with 1), which differs from the card NIR
 durand               Marie-Claire DURAND of :mod:`sandbox.samples`: the sample apCV token, the sample
                      ePrescription EP7K2Q-9XWM-4TDA-LR8C (Doliprane, the sample box) and the sample mutuelle
-                     attestation (88888888 / 0012345678)
+                     attestation (88888888 / 0012345678); ePrescription EP5WRG-2PAT-8DOB-4MIX is written
+                     for Paul DURAND born 11/02/1948, not her (the pharmacist must decide)
 le-goff              Paul LE GOFF of :mod:`sandbox.samples` (born abroad, 99350), agricultural regime (MSA)
-arl-rejected         Julie MOREAU: a batch containing one of her claims gets a **negative** ARL
+arl-rejected         Julie MOREAU moved from Paris to Toulouse: her carte Vitale still names her former fund
+                     (CPAM 751), the register (ADRi) her current one (311). A claim addressed to the fund of
+                     her card gets its batch a **negative** ARL ("NIR inconnu de l'organisme destinataire");
+                     read again from ADRi and sent again, it is accepted
 payment-rejected     Louis FAURE: batches are acknowledged, but the remittance rejects his claims with a
                      reason and an advised action
 ===================  =====================================================================================
@@ -56,7 +60,7 @@ from __future__ import annotations
 import base64
 import unicodedata
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
 
@@ -68,6 +72,7 @@ from appliance.domain import (
     Ins,
     InsiOutcome,
     InsiResult,
+    PrescribedFor,
     Prescription,
     PrescriptionLine,
     Traits,
@@ -111,6 +116,13 @@ class Person:
     """INSi answers 02 (several identities) to a card search for this person."""
     claim_outcome: str = "paid"
     """What happens to their claims: "paid", "arl-negative" or "payment-rejected"."""
+    card_fund: str | None = None
+    """The AMO fund their carte Vitale still names when it is out of date (None: the register's)."""
+
+    @property
+    def card_amo(self) -> AmoRights:
+        """The AMO rights as their carte Vitale carries them (the register's, unless the card is out of date)."""
+        return self.amo if self.card_fund is None else replace(self.amo, fund=self.card_fund)
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,13 +166,14 @@ def _add(
     nir_first: str | None = None,
     insi_several: bool = False,
     claim_outcome: str = "paid",
+    card_fund: str | None = None,
 ) -> Person:
     traits = Traits(birth_name=birth_name, first_names=first_names, sex=sex, birth_date=born, birth_place=place)
     nir = _nir(sex, born, place, order, first=nir_first)
     beneficiary = Beneficiary(nir=nir, rank=rank, traits=traits, holder_nir=holder.beneficiary.nir if holder else nir)
     ins = Ins(matricule=ins_matricule or nir, oid=TEST_OID, traits=ins_traits or traits) if in_insi else None
     amo = AmoRights(nir=nir, regime=regime, fund=fund, valid_from=AMO_FROM, valid_to=amo_to, ald=ald, c2s=c2s)
-    person = Person(key, case, beneficiary, ins, amo, amc, insi_several, claim_outcome)
+    person = Person(key, case, beneficiary, ins, amo, amc, insi_several, claim_outcome, card_fund)
     _PEOPLE.append(person)
     return person
 
@@ -472,8 +485,9 @@ _moreau = _add(
     order=208,
     fund="311",
     claim_outcome="arl-negative",
+    card_fund="751",
 )
-_case("arl-rejected", "a batch with her claim gets a negative ARL", _moreau)
+_case("arl-rejected", "her card names her former fund: a claim sent to it gets a negative ARL", _moreau)
 _faure = _add(
     "payment-rejected",
     "payment-rejected",
@@ -592,8 +606,22 @@ def _line(no: int, cip13: str, quantity: int = 1, *, ald: bool = False) -> Presc
     return PrescriptionLine(line_no=no, label=_LABELS[cip13], quantity=quantity, cip13=cip13, ald=ald)
 
 
-def _rx(rx_id: str, key: str, prescriber: str, day: date, renewals: int, *lines: PrescriptionLine) -> Prescription:
-    return Prescription(rx_id, prescriber, day, renewals, tuple(lines), patient_nir=PEOPLE[key].beneficiary.nir)
+def _rx(
+    rx_id: str,
+    key: str,
+    prescriber: str,
+    day: date,
+    renewals: int,
+    *lines: PrescriptionLine,
+    written_for: PrescribedFor | None = None,
+) -> Prescription:
+    """A prescription for case ``key``: written for that person (first first name, as prescribers do)
+    unless ``written_for`` says whom the prescriber wrote instead."""
+    traits = PEOPLE[key].beneficiary.traits
+    patient = written_for or PrescribedFor(traits.birth_name, traits.first_names.split()[0], traits.birth_date)
+    return Prescription(
+        rx_id, prescriber, day, renewals, tuple(lines), patient_nir=PEOPLE[key].beneficiary.nir, patient=patient
+    )
 
 
 _DR_VIDAL = "Dr Hélène VIDAL, médecin généraliste (RPPS 10001234567)"
@@ -601,6 +629,8 @@ _DR_NGUYEN = "Dr Minh NGUYEN, pédiatre (RPPS 10002345678)"
 _DR_COLONNA = "Dr Pierre COLONNA, endocrinologue (RPPS 10003456789)"
 
 SAMPLE_PRESCRIPTION_ID = "EP7K2Q-9XWM-4TDA-LR8C"
+MISMATCHED_PRESCRIPTION_ID = "EP5WRG-2PAT-8DOB-4MIX"
+"""Written by the prescriber for another DURAND (first name and birth date differ from the case's)."""
 
 PRESCRIPTIONS: dict[str, Prescription] = {
     rx.prescription_id: rx
@@ -684,6 +714,15 @@ PRESCRIPTIONS: dict[str, Prescription] = {
         ),
         _rx("EP2COR-7SNT-4TMX-1AJA", "corsica", _DR_COLONNA, date(2026, 5, 28), 5, _line(1, TAMOXIFENE_20, 1)),
         _rx("EP7PRV-3ELA-5AUG-9YEL", "provisional", _DR_VIDAL, date(2026, 6, 13), 0, _line(1, AUGMENTIN, 1)),
+        _rx(
+            MISMATCHED_PRESCRIPTION_ID,
+            "durand",
+            _DR_VIDAL,
+            date(2026, 6, 14),
+            0,
+            _line(1, DOLIPRANE_1000, 1),
+            written_for=PrescribedFor("DURAND", "PAUL", date(1948, 2, 11)),
+        ),
     )
 }
 """Prescription id → prescription (sandbox id pattern ``EPXXXX-XXXX-XXXX-XXXX``)."""

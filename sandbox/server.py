@@ -29,7 +29,8 @@ Services (the name in brackets is the one used by request counters and fault swi
            409 STEP1_MISSING, 409 ALREADY_COMPLETED, 409 BATCH_NOT_ACKNOWLEDGED, 422 RENEWAL_UNKNOWN
     POST /claims/batches                  [batch]  Idempotency-Key
          {"batch_number", "claims": [{"claim_number", "nir", "total_cents", "amo_cents", "amc_cents",
-                                      "patient_cents", "amc_number"?, "lines"?: [{"amount_cents", ...}]}]}
+                                      "patient_cents", "amc_number"?, "amo_regime"?, "amo_fund"?,
+                                      "lines"?: [{"amount_cents", ...}]}]}
          → ARL {"ack": "positive" | "negative", "ack_id", "batch_number", "claims", "received_on",
                 "reason"?, "rejected_claims"?: [{"claim_number", "reason", "action"}]}
            (a negative ARL is a 200: the batch was received and answered; 409 BATCH_DUPLICATE when the
@@ -50,6 +51,13 @@ are not kept, so a retry is judged again.
 
 Amounts: a claim is consistent when amo + amc + patient = total and, when its lines carry
 ``amount_cents``, when they add up to the total; otherwise its batch gets a negative ARL.
+
+Destination: a claim goes to the fund (``amo_regime`` + ``amo_fund``, the *organisme destinataire*)
+it names, else to the one on the beneficiary's carte Vitale; a fund that does not manage the
+beneficiary in the register (what ADRi answers) refuses it ("NIR du bénéficiaire inconnu de
+l'organisme destinataire": the ``arl-rejected`` case, whose card names her former fund). A claim number
+already accepted in a positively acknowledged batch is refused as a duplicate; one seen before only in
+refused batches is a claim sent again, judged like any other.
 
 Test endpoints (not counted, no faults)::
 
@@ -179,6 +187,13 @@ def prescription_json(p: Prescription) -> Json:
         "prescribed_on": p.prescribed_on.isoformat(),
         "renewals": p.renewals,
         "patient_nir": p.patient_nir,
+        "patient": None
+        if p.patient is None
+        else {
+            "birth_name": p.patient.birth_name,
+            "first_names": p.patient.first_names,
+            "birth_date": p.patient.birth_date.isoformat(),
+        },
         "lines": [
             {
                 "line_no": li.line_no,
@@ -250,6 +265,8 @@ class SandboxState:
     dmp_documents: list[Json] = field(default_factory=list)
     replies: dict[tuple[str, str], tuple[str, int, Json]] = field(default_factory=dict)
     serial: Counter[str] = field(default_factory=Counter)
+    accepted_claims: dict[str, str] = field(default_factory=dict)
+    """Claim number -> the positively acknowledged batch it was accepted in (duplicates are refused)."""
 
     def next_id(self, prefix: str) -> str:
         self.serial[prefix] += 1
@@ -278,6 +295,7 @@ class SandboxState:
             self.dmp_documents.clear()
             self.replies.clear()
             self.serial.clear()
+            self.accepted_claims.clear()
 
     def snapshot(self) -> Json:
         with self.lock:
@@ -451,7 +469,8 @@ class Services:
                 raise SandboxRefusal(
                     409,
                     "ALREADY_DISPENSED",
-                    f"Ordonnance déjà délivrée le {record['dispensed_on']}"
+                    "Ordonnance déjà délivrée le "
+                    + date.fromisoformat(str(record["dispensed_on"])).strftime("%d/%m/%Y")
                     + (f" (renouvellement n°{renewal})." if renewal else "."),
                 )
             record = {
@@ -497,8 +516,18 @@ class Services:
     # claims
     def _claim_problem(self, claim: Json) -> tuple[str, str] | None:
         person = self.population.find_beneficiary(str(claim["nir"]))
-        if person is not None and person.claim_outcome == "arl-negative":
-            return CLAIM_REJECTIONS["arl-negative"]
+        if person is not None:
+            card = person.card_amo
+            destination = (claim.get("amo_regime") or card.regime, claim.get("amo_fund") or card.fund)
+            if destination != (person.amo.regime, person.amo.fund):
+                return CLAIM_REJECTIONS["arl-negative"]
+        number = str(claim["claim_number"])
+        accepted_in = self.state.accepted_claims.get(number)
+        if accepted_in is not None:
+            return (
+                f"FSE n° {number} déjà reçue dans le lot {accepted_in} (doublon)",
+                "Ne pas refacturer : cette facture a déjà été acceptée",
+            )
         total = claim["total_cents"]
         if claim["amo_cents"] + claim["amc_cents"] + claim["patient_cents"] != total:
             return (
@@ -546,6 +575,8 @@ class Services:
             ack["rejected_claims"] = rejected
         self.state.batches[batch_number] = {"key": key, "batch": body, "ack": ack}
         if not rejected:
+            for claim in claims:
+                self.state.accepted_claims[str(claim["claim_number"])] = batch_number
             self._remit(batch_number, claims, today)
         return 201, ack
 

@@ -39,6 +39,7 @@ from appliance.domain import (
     Ins,
     InsiOutcome,
     InsiResult,
+    PrescribedFor,
     Prescription,
     PrescriptionLine,
     Traits,
@@ -151,6 +152,13 @@ def _prescription(d: Json) -> Prescription:
             for li in d["lines"]
         ),
         patient_nir=d.get("patient_nir") or None,
+        patient=None
+        if not d.get("patient")
+        else PrescribedFor(
+            birth_name=str(d["patient"]["birth_name"]),
+            first_names=str(d["patient"]["first_names"]),
+            birth_date=_date(d["patient"]["birth_date"]),
+        ),
     )
 
 

@@ -41,6 +41,33 @@ WAITING_LABELS = {
     "intent:cps_login": "Vérification du code de la carte CPS…",
 }
 SEX = {"M": "homme", "F": "femme"}
+BORN = {"M": "né le", "F": "née le"}
+"""Agreement with the sex INSi returned; without one, the date is said without a participle."""
+SHORT_DOCUMENTS = {"cni": "Carte d'identité", "acte-naissance": "Acte de naissance"}
+"""Document labels short enough for a button two lines high (the core's label otherwise)."""
+FOR_MINOR_ONLY = frozenset({"livret-famille", "acte-naissance"})
+"""A minor's documents that come with their legal guardian's identity document."""
+DOCUMENT_OUTCOMES = (
+    ("absent", "Pas de pièce", "secondary"),
+    ("refused", "Refus du patient", "secondary"),
+    ("contradicts", "Pièce non conforme", "danger"),
+)
+"""The other answers to the document check, beside the documents (``document_<code>`` intents)."""
+PATIENT_HINTS = {"identity-document": "Présentez votre pièce d'identité au pharmacien."}
+"""What the patient can do meanwhile, under the "the pharmacist checks…" sentence."""
+ACT_TITLES = {
+    "choose-identity": "Plusieurs identités INS : choisissez celle du patient",
+    "confirm-traits": "L'INS diffère du dossier : vérifiez les traits",
+    "identity-document": "Pièce d'identité présentée et conforme aux traits INS :",
+    "prescription-patient": "Ordonnance au nom d'un autre patient ?",
+    "enter-lines": "Ordonnance papier : saisissez les lignes",
+    "assign-box": "Boîte à affecter à une ligne",
+    "validate": "Délivrance à valider",
+}
+"""The pharmacist panel's heading for what the session waits for (``pending_act``)."""
+LIVE_KEYS = ("online", "later", "operator", "operator_name", "cps", "recent_claims", "interrupted")
+"""What a refused event may still change in the projection: the network and the operator's login
+(it can end by itself), never the session, so the screens stay where they were."""
 ANNOTATIONS = ("Une seule boîte en stock", "Substitution par un générique", "Patient informé de l'écart")
 """Annotations the pharmacist can add with one touch (no keyboard at the counter)."""
 
@@ -108,21 +135,40 @@ class KioskViewModel(EventDispatcher):  # type: ignore[misc]
     greeting = StringProperty("")
     patient_name = StringProperty("")
     beneficiaries = ListProperty([])
+    patient_birth_date = StringProperty("")
+    """JJ/MM/AAAA, beside the name on the control screen and the panel."""
     identity_title = StringProperty("")
     identity_choices = ListProperty([])
     traits_differences = ListProperty([])
     qualification_prompt = BooleanProperty(False)
+    identity_doubtful = BooleanProperty(False)
+    minor = BooleanProperty(False)
+    documents = ListProperty([])
+    """The document check's buttons on the panel: each document allowed, then the other answers."""
+    guardian_documents = ListProperty([])
+    guardian_for = StringProperty("")
+    """The minor's document (livret de famille, acte de naissance) chosen, waiting for the guardian's."""
+    # what the session waits for from the pharmacist
+    pending_act = StringProperty("")
+    pharmacist_needed = StringProperty("")
+    """The patient screen's sentence while the pharmacist acts (« Le pharmacien vérifie… »)."""
+    patient_hint = StringProperty("")
     amo_text = StringProperty("")
     amo_ok = BooleanProperty(False)
     amc_text = StringProperty("")
     amc_ok = BooleanProperty(False)
     prescription_title = StringProperty("")
     prescription_degraded = BooleanProperty(False)
+    prescription_patient = StringProperty("")
+    """Who the prescription is written for, as written on it (name and birth date)."""
+    prescription_rows = ListProperty([])
+    """The panel's comparison when that patient differs from the identified one."""
     renewals = NumericProperty(0)
     renewal = NumericProperty(0)
     lines = ListProperty([])
     boxes = ListProperty([])
     unassigned_box = StringProperty("")
+    unassigned_serial = StringProperty("")
     discrepancies = ListProperty([])
     annotation = StringProperty("")
     to_pay_text = StringProperty("")
@@ -141,6 +187,10 @@ class KioskViewModel(EventDispatcher):  # type: ignore[misc]
     """The panel was unlocked by a CPS: Valider needs no PIN until the card leaves."""
     products = ListProperty([])
     """(label, cip13) the pharmacist can enter in degraded mode."""
+    work_title = StringProperty("")
+    """The work page's heading: the patient, then what to do."""
+    work_actions = ListProperty([])
+    """The work page's buttons (``intent``, ``text``, ``kind``, ``disabled``), for the step and act."""
     claims_open = BooleanProperty(False)
     """The panel shows "Dernières factures" (unlocked only)."""
     recent_claims = ListProperty([])
@@ -182,6 +232,8 @@ class KioskViewModel(EventDispatcher):  # type: ignore[misc]
         self.last_result: Result | None = None
         self._unreported_claim: int | None = None
         self._reported_claim: int | None = None
+        self._opened_for_act = False
+        self.bind(unlocked=self._show_work, cps_open=self._show_work, guardian_for=self._show_work)
 
     # ------------------------------------------------------------------ results from the core
     def began(self, kind: str) -> None:
@@ -232,6 +284,9 @@ class KioskViewModel(EventDispatcher):  # type: ignore[misc]
 
     def _apply(self, result: Result) -> None:
         view, outcome = result.view, result.outcome
+        if not outcome.accepted and self._view:
+            # refused: the core changed nothing of the session, so the screen stays where it was
+            view = {**self._view, **{key: view[key] for key in LIVE_KEYS if key in view}}
         previous = self.step
         self._view = view
         later = [str(x) for x in view.get("later", [])]
@@ -240,6 +295,8 @@ class KioskViewModel(EventDispatcher):  # type: ignore[misc]
             self._say(_plain(outcome.message, offline_shown=bool(later)), ok=outcome.accepted)
         if result.kind == "card-removed":
             self.card_removed()
+        if self.unlocked and "operator" in view and not view["operator"]:
+            self._logged_out()  # the core ended the login (inactivity): the panel follows
         self.step = str(view["step"])
         self.online = bool(view.get("online", True))
         if not self.online or later:
@@ -257,8 +314,9 @@ class KioskViewModel(EventDispatcher):  # type: ignore[misc]
         self._show_claims(view)
         if self.step != previous and self.pin_for == "validate":
             self.close_pin()
+        self._show_pending(view)
         if self.step == "payment" and previous != "payment":
-            self.panel_open = False  # validated: the patient sees what they owe
+            self.close_panel()  # validated: the patient sees what they owe
         claim = view.get("claim")
         if self.step == "payment" and claim is not None and claim != self._reported_claim:
             self._unreported_claim = int(claim)
@@ -283,6 +341,7 @@ class KioskViewModel(EventDispatcher):  # type: ignore[misc]
         patient = view.get("patient")
         self.greeting = f"Bonjour {_first_name(patient['first_names'])}" if patient else ""
         self.patient_name = f"{_title(patient['first_names'])} {patient['birth_name']}" if patient else ""
+        self.patient_birth_date = str(patient.get("birth_date") or "") if patient else ""
         self.beneficiaries = [
             {"index": i, "text": f"{_title(b['first_names'])} {b['birth_name']}"}
             for i, b in enumerate(view.get("beneficiaries", []))
@@ -303,26 +362,31 @@ class KioskViewModel(EventDispatcher):  # type: ignore[misc]
 
     def _show_identity(self, view: dict[str, Any]) -> None:
         choices = view.get("identity_choice_list", [])
-        self.identity_choices = [
-            {
-                "index": i,
-                "text": f"{_title(c['first_names'])} {c['birth_name']}, {SEX.get(c['sex'], c['sex'])}, "
-                f"né(e) le {c['birth_date']}" + (f" ({c['birth_place']})" if c["birth_place"] else ""),
-            }
-            for i, c in enumerate(choices)
-        ]
+        self.identity_choices = [{"index": i, "text": _identity_choice(c)} for i, c in enumerate(choices)]
         self.traits_differences = [
-            {"text": f"{d['label']} : {d['on_file']}, devient {d['now']}"} for d in view.get("traits_differences", [])
+            {"text": f"{d['label']} : {d['on_file']} (dossier), {d['now']} (INS)", "gap": True}
+            for d in view.get("traits_differences", [])
         ]
         self.qualification_prompt = bool(view.get("qualification_prompt"))
-        if choices:
-            self.identity_title = "Plusieurs identités : le pharmacien choisit"
-        elif self.traits_differences:
-            self.identity_title = "Identité modifiée : le pharmacien vérifie"
-        elif self.qualification_prompt:
-            self.identity_title = "Le pharmacien vérifie votre pièce d'identité"
-        else:
-            self.identity_title = "Vérification de votre identité"
+        self.identity_doubtful = bool(view.get("identity_doubtful"))
+        self.minor = bool(view.get("minor"))
+        documents = [
+            {"index": d["code"], "text": SHORT_DOCUMENTS.get(d["code"], d["label"])} for d in view.get("documents", [])
+        ]
+        if documents:
+            documents += [
+                {"index": code, "text": text, "kind": kind, "intent": f"document_{code}"}
+                for code, text, kind in DOCUMENT_OUTCOMES
+            ]
+        self.documents = documents
+        guardian = [
+            {"index": d["code"], "text": SHORT_DOCUMENTS.get(d["code"], d["label"])}
+            for d in view.get("guardian_documents", [])
+        ]
+        self.guardian_documents = guardian + (
+            [{"index": "back", "text": "Autre pièce", "kind": "secondary"}] if guardian else []
+        )
+        self.identity_title = self.greeting or "Vérification de votre identité"
 
     def _show_rights(self, rights: dict[str, Any]) -> None:
         amo, amc = rights.get("amo"), rights.get("amc")
@@ -359,6 +423,7 @@ class KioskViewModel(EventDispatcher):  # type: ignore[misc]
                 self.renewal = min(self.renewal, self.renewals)
             else:
                 self.renewal = int(rx["renewal"])
+        self._show_prescription_patient(rx)
         gaps = {(d.get("line"), d["kind"]) for d in view.get("discrepancies", [])}
         self.lines = [
             {
@@ -379,8 +444,105 @@ class KioskViewModel(EventDispatcher):  # type: ignore[misc]
         ]
         unassigned = [b for b in view.get("box_list", []) if b["line"] is None]
         self.unassigned_box = unassigned[0]["name"] if unassigned else ""
+        self.unassigned_serial = str(unassigned[0]["serial"] or "") if unassigned else ""
         self.discrepancies = [{"text": _discrepancy(d), "gap": True} for d in view.get("discrepancies", [])]
         self.annotation = str(view.get("annotation", ""))
+
+    def _show_prescription_patient(self, rx: dict[str, Any] | None) -> None:
+        written = rx.get("patient") if rx else None
+        self.prescription_patient = _person(written) if written else ""
+        mismatch = [str(label) for label in (rx or {}).get("mismatch", [])]
+        if not written or not mismatch:
+            self.prescription_rows = []
+            return
+        identified = _person(self._view.get("patient")) if self._view.get("patient") else "non identifié"
+        self.prescription_rows = [
+            {"text": f"Sur l'ordonnance : {self.prescription_patient}", "gap": True},
+            {"text": f"Patient identifié : {identified}"},
+            {"text": "Diffère : " + ", ".join(mismatch), "gap": True},
+        ]
+
+    def _show_pending(self, view: dict[str, Any]) -> None:
+        """What the session waits for from the pharmacist: the patient screen says so, and the panel
+        opens by itself on it (on the login when locked); it closes again once done if it opened so."""
+        act = str(view.get("pending_act") or "")
+        self.pharmacist_needed = str(view.get("pharmacist_needed") or "") if act else ""
+        self.patient_hint = PATIENT_HINTS.get(act, "")
+        if act != self.pending_act:
+            self.guardian_for = ""
+            self.pending_act = act
+            if act and self.step != "payment":
+                if not self.panel_open:
+                    self._opened_for_act = True
+                    self.open_panel()
+                self.claims_open = False
+            elif not act and self._opened_for_act:
+                self.close_panel()
+        self._show_work()
+
+    def _show_work(self, *_: Any) -> None:
+        """The work page's heading and buttons, for the step, the pending act and who is logged in."""
+        act, step = self.pending_act, self.step
+        who = f"{self.patient_name} · {self.patient_birth_date}" if self.patient_birth_date else self.patient_name
+        if act == "identity-document" and self.guardian_for:
+            title = f"{SHORT_DOCUMENTS.get(self.guardian_for, _document_label(self.guardian_for))} : " + (
+                "pièce d'identité du représentant légal"
+            )
+        elif act == "identity-document" and self.minor:
+            title = "Pièce présentée (moins de 18 ans) et conforme aux traits INS :"
+        elif act == "assign-box" and self.unassigned_box:
+            title = f"{self.unassigned_box} : à quelle ligne ?"
+        elif act == "confirm-prescription":
+            title = self.prescription_title or "Ordonnance à confirmer"
+        elif act:
+            title = ACT_TITLES.get(act, "")
+        else:
+            title = {
+                "attract": "Aucune session en cours",
+                "dispensation": "Délivrance en cours",
+                "control": "Délivrance à valider",
+                "payment": "Facture émise",
+            }.get(step, "Session en cours")
+        if who and act:
+            self.work_title = f"[b]{_markup(who)}[/b]\n{_markup(title)}"
+        else:
+            self.work_title = _markup(f"{title} — {who}" if who else title)
+        self.work_actions = self._work_actions()
+
+    def _work_actions(self) -> list[dict[str, Any]]:
+        act, step = self.pending_act, self.step
+        if step == "attract":
+            return [
+                _action("recent_claims", "Dernières factures", "secondary"),
+                _action("send_batch", "Télétransmettre le lot"),
+            ]
+        if step == "payment":
+            return []
+        cancel = _action("cancel", "Annuler la session", "danger")
+        match act:
+            case "identity-document":
+                return []  # the document grid holds every answer
+            case "confirm-traits":
+                return [cancel, _action("confirm_traits", "Confirmer les traits INS")]
+            case "prescription-patient":
+                return [
+                    cancel,
+                    _action("reject_prescription", "Écarter", "secondary"),
+                    _action("accept_prescription_patient", "C'est bien ce patient"),
+                ]
+            case "confirm-prescription" | "enter-lines":
+                return [
+                    cancel,
+                    _action("reject_prescription", "Écarter", "secondary"),
+                    _action("confirm_prescription", "Confirmer", disabled=not self.lines),
+                ]
+            case "assign-box":
+                return [cancel, _action("remove_box", "Retirer la boîte", "secondary")]
+            case "validate":
+                return [cancel, _action("validate", "Valider")]
+        if step == "dispensation":
+            return [cancel, _action("continue", "Contrôler", disabled=not self.boxes)]
+        return [cancel]
 
     def _choose_screen(self) -> None:
         if self.waiting:
@@ -428,14 +590,9 @@ class KioskViewModel(EventDispatcher):  # type: ignore[misc]
     def choose_beneficiary(self, index: int) -> None:
         self.send("choose_beneficiary", index=index)
 
-    def choose_identity(self, index: int) -> None:
-        self.send("choose_identity", index=index)
-
     def set_renewal(self, renewal: int) -> None:
+        self.touch_panel()
         self.renewal = max(0, min(int(renewal), int(self.renewals)))
-
-    def confirm_prescription(self) -> None:
-        self.send("confirm_prescription", renewal=int(self.renewal))
 
     def cancel(self) -> None:
         """Annuler: from the waiting screen the call in progress ends first, then the session is dropped."""
@@ -452,9 +609,70 @@ class KioskViewModel(EventDispatcher):  # type: ignore[misc]
             self.pin_for = "cps" if self.cps_holder and self.verify_cps is not None else ""
 
     def close_panel(self) -> None:
+        self._opened_for_act = False
         self.panel_open = False
         self.close_pin()
         self._forget_claims()
+
+    # ------------------------------------------------------------------ professional acts (panel only)
+    def act(self, name: str, **args: Any) -> None:
+        """A professional act from the work page: sent only behind a login; without one the panel
+        opens on it instead (the core refuses such an act anyway)."""
+        self.touch_panel()
+        if not self.unlocked:
+            self._say(msg.PROFESSIONAL_NEEDED, ok=False)
+            if not self.panel_open:
+                self.open_panel()
+            return
+        self.send(name, **args)
+
+    def work_action(self, intent: str) -> None:
+        """A button of the work page's bar."""
+        match intent:
+            case "cancel":
+                self.touch_panel()
+                self.cancel()
+            case "recent_claims":
+                self.show_claims()
+            case "validate":
+                self.touch_panel()
+                if self.cps_open:
+                    self.act("validate", cps=True)  # the card proved who validates: no PIN to type
+                elif self.unlocked:
+                    self.ask_validation()
+            case "continue":
+                self.touch_panel()
+                self.send("continue")
+            case "confirm_prescription":
+                self.confirm_prescription()
+            case "remove_box":
+                self.act("remove_box", serial=self.unassigned_serial)
+            case _:
+                self.act(intent)
+
+    def choose_identity(self, index: int) -> None:
+        self.act("choose_identity", index=index)
+
+    def document_chosen(self, code: str) -> None:
+        """A button of the document check: a document, or one of the other answers."""
+        self.touch_panel()
+        if code in ("absent", "refused", "contradicts"):
+            self.act(f"document_{code}")
+        elif code in FOR_MINOR_ONLY:
+            self.guardian_for = code  # then the guardian's own document
+        else:
+            self.act("document_checked", document=code)
+
+    def guardian_chosen(self, code: str) -> None:
+        document, self.guardian_for = self.guardian_for, ""
+        if code != "back" and document:
+            self.act("document_checked", document=document, guardian_document=code)
+
+    def confirm_prescription(self) -> None:
+        self.act("confirm_prescription", renewal=int(self.renewal))
+
+    def assign_box(self, line: int) -> None:
+        self.act("assign_box", line=int(line), serial=self.unassigned_serial or None)
 
     def show_claims(self) -> None:
         """Open "Dernières factures": the core lists them (and audits who looked); the page opens if it agrees."""
@@ -484,12 +702,10 @@ class KioskViewModel(EventDispatcher):  # type: ignore[misc]
         self.pin_for = "login"
 
     def validate_pressed(self) -> None:
-        """Valider on the control screen: the panel opens on the PIN pad (after login when locked)."""
+        """Valider asked from outside the panel: the panel opens on the PIN pad (after login when locked)."""
         self.open_panel()
-        if self.unlocked and self.cps_open:
-            self.send("validate", cps=True)  # the card proved who validates: no PIN to type
-        elif self.unlocked:
-            self.ask_validation()
+        if self.unlocked:
+            self.work_action("validate")
 
     def ask_validation(self) -> None:
         self.touch_panel()
@@ -549,23 +765,23 @@ class KioskViewModel(EventDispatcher):  # type: ignore[misc]
     def lock(self, why: str = "Espace pharmacien verrouillé") -> None:
         """Lock the panel (timeout, card pulled out, or the Verrouiller button) and log the operator out."""
         was = self.unlocked
-        self.unlocked = False
-        self.cps_open = False
-        self.operator_name = ""
-        self.close_pin()
-        self.panel_open = False
-        self._forget_claims()
+        self._logged_out()
         if was:
             self.send("logout")
             self._say(why, ok=True)
 
+    def _logged_out(self) -> None:
+        self.unlocked = False
+        self.cps_open = False
+        self.operator_name = ""
+        self.guardian_for = ""
+        self.close_panel()
+
     def annotate(self, text: str) -> None:
-        self.touch_panel()
-        self.send("annotate", text=text)
+        self.act("annotate", text=text)
 
     def enter_line(self, label: str, cip13: str) -> None:
-        self.touch_panel()
-        self.send("enter_line", label=label, quantity=1, cip13=cip13)
+        self.act("enter_line", label=label, quantity=1, cip13=cip13)
 
     def card_removed(self) -> None:
         """A card left the reader: the pharmacist's unlock does not outlive it."""
@@ -638,9 +854,43 @@ def _first_name(first_names: str) -> str:
     return _title(first_names.split()[0]) if first_names.split() else ""
 
 
+def _person(p: dict[str, Any]) -> str:
+    """« Marie Claire DURAND, 12/03/1968 »: a name and birth date (no participle: the sex is not known)."""
+    name = f"{_title(str(p.get('first_names') or ''))} {p.get('birth_name') or ''}".strip()
+    return f"{name}, {p['birth_date']}" if p.get("birth_date") else name
+
+
+def _identity_choice(c: dict[str, Any]) -> str:
+    sex = str(c.get("sex") or "")
+    born = f"{BORN[sex]} {c['birth_date']}" if sex in BORN else f"date de naissance {c['birth_date']}"
+    place = f" ({c['birth_place']})" if c.get("birth_place") else ""
+    return f"{_title(c['first_names'])} {c['birth_name']}, {SEX.get(sex, sex)}, {born}{place}".replace(", ,", ",")
+
+
+def _document_label(code: str) -> str:
+    return code.replace("-", " ").capitalize()
+
+
+def _action(intent: str, text: str, kind: str = "primary", *, disabled: bool = False) -> dict[str, Any]:
+    return {"index": intent, "intent": intent, "text": text, "kind": kind, "disabled": disabled}
+
+
+def _markup(text: str) -> str:
+    return str(escape_markup(text))
+
+
+def _initials(c: dict[str, Any]) -> str:
+    """The patient of a past claim by initials only (« M. D. »): the screen faces the next patient."""
+    if c.get("initials"):
+        return str(c["initials"])
+    words = [str(c.get("first_names") or "").split(), str(c.get("birth_name") or "").split()]
+    return " ".join(f"{w[0][0].upper()}." for w in words if w)
+
+
 def _claim_row(c: dict[str, Any]) -> dict[str, Any]:
-    """One claim of "Dernières factures": number, time and patient large; amounts and operator below."""
-    name = escape_markup(f"{_title(str(c['first_names']))} {c['birth_name']}")
+    """One claim of "Dernières factures": number, time and the patient's initials large; amounts and
+    operator below."""
+    name = escape_markup(_initials(c))
     status = {"accepted": " · acceptée", "rejected": " · rejetée"}.get(str(c.get("status")), "")
     return {
         "text": f"[b]N° {c['claim']}[/b]   {c['when']}   {name}",

@@ -118,7 +118,11 @@ def _hex(rgba: tuple[float, float, float, float]) -> str:
 
 
 class ChoiceList(GridLayout):  # type: ignore[misc]
-    """One big button per item (dicts with ``index`` and ``text``); ``on_choice(index)`` when touched."""
+    """One big button per item (dicts with ``index`` and ``text``); ``on_choice(index)`` when touched.
+
+    An item may also carry its own ``kind`` (colour), ``intent`` (instead of ``<intent>:<index>``)
+    and ``disabled``; ``selected`` paints it as the current choice.
+    """
 
     items = ListProperty([])
     unit = NumericProperty(80)
@@ -138,8 +142,9 @@ class ChoiceList(GridLayout):  # type: ignore[misc]
         for item in self.items:
             button = KButton(
                 text=str(item["text"]),
-                kind="secondary" if item.get("selected") else self.kind,
-                intent=f"{self.intent}:{item['index']}",
+                kind="secondary" if item.get("selected") else str(item.get("kind") or self.kind),
+                intent=str(item.get("intent") or f"{self.intent}:{item['index']}"),
+                disabled=bool(item.get("disabled")),
                 size_hint_y=None,
                 height=self.unit,
                 font_size=self.unit * theme.BODY,

@@ -1,5 +1,5 @@
 """Store commands for installers and support: ``audit verify``, ``backup``, ``restore``, ``operator add``,
-``key create``.
+``operator unlock``, ``key create``.
 
 :func:`register` adds them to the ``comptoir`` command (``appliance/cli.py``); ``python -m
 appliance.store.cli`` runs them alone. ``--db`` and ``--key`` default to the environment variables
@@ -23,7 +23,15 @@ from appliance.domain import Role
 from appliance.store import audit
 from appliance.store.backup import backup, restore
 from appliance.store.database import StoreError, open_database
-from appliance.store.operators import InvalidPin, add_operator, operator_by_rpps, set_rpps
+from appliance.store.operators import (
+    InvalidPin,
+    UnknownOperator,
+    add_operator,
+    clear_lock,
+    operator_by_name,
+    operator_by_rpps,
+    set_rpps,
+)
 from appliance.store.sealing import FieldCipher
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -103,6 +111,20 @@ def cmd_operator_add(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_operator_unlock(args: argparse.Namespace) -> int:
+    """Lift an operator's PIN lock and reset their wrong-PIN count (support, or a locked-out titulaire)."""
+    db = open_database(_path(args.db, DB_ENV, "--db"))
+    try:
+        operator = operator_by_name(db, args.name)
+        if operator is None:
+            raise UnknownOperator(f"no active operator named {args.name!r}")
+        cleared = clear_lock(db, operator.id, by=None, reason=args.reason)
+    finally:
+        db.close()
+    print(f"operator {operator.id} ({operator.name}) {'unlocked' if cleared else 'was not locked'}")
+    return EXIT_OK
+
+
 def cmd_key_create(args: argparse.Namespace) -> int:
     """Create the key file at installation (refuses to overwrite one)."""
     key_path = _path(args.key, KEY_ENV, "--key")
@@ -160,6 +182,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     add.add_argument("--pin-stdin", action="store_true", help="read the PIN from one line of stdin (scripts)")
     add.add_argument("--rpps", help="the RPPS number on the operator's CPS card (11 digits), for CPS login")
     add.set_defaults(func=_guarded(cmd_operator_add))
+    unlock = operator_commands.add_parser("unlock", help="lift a PIN lock and reset the wrong-PIN count")
+    unlock.add_argument("name", help="the operator's name (any case)")
+    unlock.add_argument("--db", type=Path, help=db_help)
+    unlock.add_argument("--reason", default="comptoir operator unlock", help="why, for the audit journal")
+    unlock.set_defaults(func=_guarded(cmd_operator_unlock))
 
     key_parser = subparsers.add_parser("key", help="the key file")
     key_commands = key_parser.add_subparsers(dest="key_command", required=True)

@@ -108,7 +108,11 @@ NUMBERING = Migration(
     """,
 )
 
-from appliance.store.schema_counter import COUNTER_LOOKUP_INDEXES, COUNTER_TABLES  # noqa: E402 - the domain comes after the store
+from appliance.store.schema_counter import (  # noqa: E402 - the domain comes after the store
+    COUNTER_LOOKUP_INDEXES,
+    COUNTER_TABLES,
+    IDENTITY_CHECKS,
+)
 from appliance.store.schema_payments import PAYMENTS_TABLES  # noqa: E402
 
 OPERATOR_RPPS = Migration(
@@ -122,6 +126,43 @@ OPERATOR_RPPS = Migration(
     """,
 )
 
+CLAIM_RESUBMISSIONS = Migration(
+    11,
+    "claims sent again after a negative acknowledgement",
+    """
+    -- A claim (FSE) refused by a negative ARL is corrected and sent again, with its number, in a later
+    -- batch: claims.batch_id moves to that batch, and this table keeps every trip (which batch it left,
+    -- which it joined, who decided, what the correction changed). Rows are never changed or removed.
+    -- The claim keeps its number and its rejections rows; no claim or batch number is skipped.
+    CREATE TABLE claim_resubmissions (
+        id            INTEGER PRIMARY KEY,
+        claim_id      INTEGER NOT NULL REFERENCES claims(id),
+        from_batch_id INTEGER NOT NULL REFERENCES batches(id),
+        to_batch_id   INTEGER NOT NULL REFERENCES batches(id),
+        operator_id   INTEGER NOT NULL REFERENCES operators(id),
+        corrections   TEXT NOT NULL DEFAULT '{}',  -- JSON: column -> [before, after], {} when sent as it was
+        at            REAL NOT NULL,
+        UNIQUE (claim_id, from_batch_id),           -- a claim leaves a refused batch once
+        CHECK (to_batch_id <> from_batch_id)
+    );
+    CREATE INDEX claim_resubmissions_to ON claim_resubmissions(to_batch_id);
+    CREATE TRIGGER claim_resubmissions_no_update BEFORE UPDATE ON claim_resubmissions
+    BEGIN
+        SELECT RAISE(ABORT, 'claim resubmissions are history: rows cannot be updated');
+    END;
+    CREATE TRIGGER claim_resubmissions_no_delete BEFORE DELETE ON claim_resubmissions
+    BEGIN
+        SELECT RAISE(ABORT, 'claim resubmissions are history: rows cannot be deleted');
+    END;
+    -- The compulsory-insurance fund the claim is addressed to (organisme destinataire: regime + fund
+    -- code of the rights it was billed with), sent with the batch. A resubmission re-addresses it to
+    -- the rights read again (ADRi). NULL for claims written before this migration or by an older
+    -- release (the batch then names no fund, as before).
+    ALTER TABLE claims ADD COLUMN amo_regime TEXT;
+    ALTER TABLE claims ADD COLUMN amo_fund TEXT;
+    """,
+)
+
 MIGRATIONS: list[Migration] = [
     PHARMACY,
     OPERATORS,
@@ -132,5 +173,7 @@ MIGRATIONS: list[Migration] = [
     COUNTER_LOOKUP_INDEXES,
     PAYMENTS_TABLES,
     OPERATOR_RPPS,
+    IDENTITY_CHECKS,
+    CLAIM_RESUBMISSIONS,
 ]
 """All migrations, in order. The domain's migrations are appended after these (versions 6…)."""

@@ -11,10 +11,31 @@ validated a dispensation. PINs are stored as memory-hard KDF hashes, never in cl
 The algorithm and its parameters are stored with each hash (``argon2id$m=65536,t=3,p=4$salt$hash``),
 so they can be raised later: a successful login with older parameters re-hashes the PIN with the
 current ones. A 4-digit PIN has only 10 000 values, so the KDF alone cannot protect a stolen database
-against an offline search; what protects the PIN at the counter is the lock-out: after
-:data:`MAX_FAILED_ATTEMPTS` consecutive wrong PINs the operator is locked for
-:data:`LOCKOUT_SECONDS`. Every attempt — success, failure, refusal while locked, the lock itself — is
-written to the audit journal in the same transaction as the counter change.
+against an offline search; what protects the PIN at the counter is the lock-out, which grows with the
+failures so that nobody can walk through the PINs at the screen:
+
+- the first :data:`MAX_FAILED_ATTEMPTS` - 1 consecutive wrong PINs (4) only count down;
+- the :data:`MAX_FAILED_ATTEMPTS`-th (5th) locks the operator for :data:`LOCKOUT_BASE_SECONDS` (1 min);
+- the count is *not* reset when a lock ends, so every further wrong PIN locks again, each time for
+  double the previous lock (``LOCKOUT_BASE_SECONDS * 2 ** (failures - MAX_FAILED_ATTEMPTS)``: 1, 2, 4,
+  8 … min), up to :data:`LOCKOUT_MAX_SECONDS` (24 h) from the 16th on;
+- while locked, no PIN is even checked; only a success, a new PIN (:func:`set_pin`) or an explicit
+  :func:`clear_lock` resets the count.
+
+The walk, for someone trying a new PIN the second each lock ends: 5 PINs at once, the 15th after
+17 h 03 min, so **15 PINs in the first day**, then one a day: **21 in a week**, 44 in 30 days,
+**379 in a year**; the 10 000 PINs of 4 digits would take 27 years (13.7 on average to hit the right
+one), and one chance in 26 of finding a 4-digit PIN within a year (one in 2 600 for 6 digits). The old
+rule (5 tries per 15 min, then a fresh set) allowed 480 a day: all 10 000 in three weeks. These figures
+hold while nobody resets the count: a success or :func:`clear_lock` gives the free attempts back, so
+an attacker who can wait for the real operator to log in between their tries gets up to 15 more each
+time — the ``operator.auth.failed`` and ``operator.locked`` rows of the journal are where that shows.
+
+Because the lock can reach a day, a patient at the patient-facing screen must not be able to lock a
+pharmacist out for good: :func:`clear_lock` is called when the same person proves who they are
+otherwise (their CPS card and its PIN) or by a colleague, and ``comptoir operator unlock NAME`` does it
+from the command line. Every attempt — success, failure, refusal while locked, the lock itself, the
+unlock — is written to the audit journal in the same transaction as the counter change.
 """
 
 from __future__ import annotations
@@ -38,9 +59,11 @@ from appliance.store import audit
 from appliance.store.database import StoreError, transaction
 
 MAX_FAILED_ATTEMPTS = 5
-"""Consecutive wrong PINs that lock an operator."""
-LOCKOUT_SECONDS = 15 * 60
-"""How long a lock lasts. When it ends the operator has a fresh set of attempts."""
+"""Consecutive wrong PINs that lock an operator the first time; every wrong PIN after it locks again."""
+LOCKOUT_BASE_SECONDS = 60
+"""How long the first lock lasts; each further wrong PIN doubles it (see :func:`lockout_seconds`)."""
+LOCKOUT_MAX_SECONDS = 24 * 60 * 60
+"""The longest a lock lasts, however many wrong PINs came before."""
 
 _PIN_RE = re.compile(r"[0-9]{4,8}")
 _RPPS_RE = re.compile(r"[0-9]{11}")
@@ -88,7 +111,9 @@ class UnknownOperator(AuthenticationError):
 
 
 class PinRejected(AuthenticationError):
-    """Wrong PIN; ``attempts_left`` before the operator is locked."""
+    """Wrong PIN; ``attempts_left``: how many more wrong PINs before one locks the operator (1 means the
+    next wrong PIN locks). Raised only for the free failures; once past them there are none left and
+    every wrong PIN raises :class:`OperatorLocked` instead."""
 
     def __init__(self, attempts_left: int) -> None:
         super().__init__(f"wrong PIN; {attempts_left} attempt(s) left before the account is locked")
@@ -197,6 +222,17 @@ def needs_rehash(encoded: str) -> bool:
     return _parse(encoded)[0] != current_pin_kdf()
 
 
+def lockout_seconds(consecutive_failures: int) -> int:
+    """How long the operator is locked after their ``consecutive_failures``-th wrong PIN in a row: 0
+    before :data:`MAX_FAILED_ATTEMPTS`, then :data:`LOCKOUT_BASE_SECONDS` doubled for each failure
+    beyond it, at most :data:`LOCKOUT_MAX_SECONDS`."""
+    beyond = consecutive_failures - MAX_FAILED_ATTEMPTS
+    if beyond < 0:
+        return 0
+    # the exponent is bounded so a huge count costs nothing; 2**32 minutes is far above any cap
+    return min(LOCKOUT_MAX_SECONDS, LOCKOUT_BASE_SECONDS << min(beyond, 32))
+
+
 def _check_pin(pin: str) -> None:
     if not _PIN_RE.fullmatch(pin):
         raise InvalidPin("a PIN is 4 to 8 digits")
@@ -247,6 +283,43 @@ def set_pin(db: sqlite_utils.Database, operator_id: int, pin: str, *, by: int | 
         audit.append(conn, operator_id=by, action="operator.pin_changed", subject=f"operator:{operator_id}")
 
 
+def clear_lock(
+    db: sqlite_utils.Database, operator_id: int, *, by: int | None, reason: str, now: float | None = None
+) -> bool:
+    """Reset an operator's wrong-PIN count and lift their lock, if any; return whether there was
+    anything to clear (a count above 0 or a lock, even an expired one).
+
+    Called when the same person proves who they are otherwise (their CPS card and its PIN), or by a
+    colleague (``by``; None for the command line and the installation), so a patient at the screen
+    cannot keep a pharmacist locked out. ``reason`` says which, in the ``operator.unlocked`` audit row
+    (with the count and lock it cleared), written in the same transaction — only when something was
+    cleared, so a CPS login that finds nothing to clear adds no row. ``now`` is the audit time
+    (default: the wall clock). Composes into a caller's transaction.
+    """
+    reason = reason.strip()
+    if not reason:
+        raise ValueError("an unlock needs a reason")
+    with transaction(db) as conn:
+        row = conn.execute(
+            "SELECT failed_attempts, locked_until FROM operators WHERE id = ?", (operator_id,)
+        ).fetchone()
+        if row is None:
+            raise UnknownOperator(f"no operator {operator_id}")
+        failed, locked_until = int(row[0]), row[1]
+        if failed == 0 and locked_until is None:
+            return False
+        conn.execute("UPDATE operators SET failed_attempts = 0, locked_until = NULL WHERE id = ?", (operator_id,))
+        audit.append(
+            conn,
+            operator_id=by,
+            action="operator.unlocked",
+            subject=f"operator:{operator_id}",
+            details={"reason": reason, "consecutive_failures": failed, "locked_until": locked_until},
+            at=now,
+        )
+    return True
+
+
 def set_rpps(db: sqlite_utils.Database, operator_id: int, rpps: str | None, *, by: int | None) -> None:
     """Record (or, with None, clear) the RPPS number of an operator's CPS; audited.
 
@@ -275,6 +348,14 @@ def set_rpps(db: sqlite_utils.Database, operator_id: int, rpps: str | None, *, b
 def operator_by_rpps(db: sqlite_utils.Database, rpps: str) -> Operator | None:
     """The active operator whose CPS carries ``rpps``, or None (unknown card, or a departed colleague)."""
     row = db.conn.execute("SELECT id, name, role FROM operators WHERE rpps = ? AND active = 1", (rpps,)).fetchone()
+    return None if row is None else Operator(int(row[0]), str(row[1]), Role(row[2]))
+
+
+def operator_by_name(db: sqlite_utils.Database, name: str) -> Operator | None:
+    """The active operator called ``name`` (regardless of case, as names are unique), or None."""
+    row = db.conn.execute(
+        "SELECT id, name, role FROM operators WHERE name = ? AND active = 1", (name.strip(),)
+    ).fetchone()
     return None if row is None else Operator(int(row[0]), str(row[1]), Role(row[2]))
 
 
@@ -307,9 +388,11 @@ def authenticate(db: sqlite_utils.Database, operator_id: int, pin: str, *, now: 
     """Check an operator's PIN at time ``now`` (epoch seconds, injected so tests and the clock port
     decide) and return the operator, or raise.
 
-    Raises :class:`PinRejected` (with the attempts left), :class:`OperatorLocked` (on the attempt
-    that reaches :data:`MAX_FAILED_ATTEMPTS` and on every attempt until the lock ends — the PIN is
-    then not even checked), or :class:`UnknownOperator`. A success resets the failure count.
+    Raises :class:`PinRejected` (with the attempts left), :class:`OperatorLocked` (on the wrong PIN
+    that reaches :data:`MAX_FAILED_ATTEMPTS`, on every wrong PIN after it — each locking for
+    :func:`lockout_seconds` of the count — and on every attempt until the lock ends, the PIN then not
+    even checked), or :class:`UnknownOperator`. A lock ending does not reset the failure count; a
+    success does (and :func:`set_pin`, :func:`clear_lock`).
 
     It commits its own transaction *before* raising, so a refused attempt is recorded even though
     the caller sees an exception; for the same reason it refuses to run inside an open transaction
@@ -341,8 +424,7 @@ def authenticate(db: sqlite_utils.Database, operator_id: int, pin: str, *, now: 
                 )
                 outcome = OperatorLocked(locked_until)
             else:
-                if locked_until is not None:  # the lock has ended: a fresh set of attempts
-                    failed = 0
+                # the lock, if any, has ended; the count is kept, so the next wrong PIN locks longer
                 if matched is None or before is None or before[2] != pin_hash:  # state changed meanwhile
                     matched = verify_pin(pin, pin_hash)
                 if matched:
@@ -355,8 +437,9 @@ def authenticate(db: sqlite_utils.Database, operator_id: int, pin: str, *, now: 
                     outcome = Operator(operator_id, name, role)
                 else:
                     failed += 1
-                    left = MAX_FAILED_ATTEMPTS - failed
-                    until = now + LOCKOUT_SECONDS if left <= 0 else None
+                    left = max(0, MAX_FAILED_ATTEMPTS - failed)
+                    seconds = lockout_seconds(failed)
+                    until = now + seconds if seconds else None
                     conn.execute(
                         "UPDATE operators SET failed_attempts = ?, locked_until = ? WHERE id = ?",
                         (failed, until, operator_id),
@@ -375,7 +458,7 @@ def authenticate(db: sqlite_utils.Database, operator_id: int, pin: str, *, now: 
                             operator_id=operator_id,
                             action="operator.locked",
                             subject=subject,
-                            details={"locked_until": until, "seconds": LOCKOUT_SECONDS},
+                            details={"locked_until": until, "seconds": seconds},
                             at=now,
                         )
                         outcome = OperatorLocked(until)

@@ -8,7 +8,9 @@ through blind indexes. Nothing here logs patient data.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import date
 from typing import TYPE_CHECKING, Any
@@ -19,6 +21,8 @@ from appliance.domain import (
     AmcRights,
     AmoRights,
     Beneficiary,
+    DocumentCheck,
+    IdentityDocument,
     IdentityStatus,
     Ins,
     Prescription,
@@ -28,7 +32,8 @@ from appliance.domain import (
 from appliance.store import audit as journal
 from appliance.store import numbering, operators, outbox
 from appliance.store import recent_claims as recent
-from appliance.store.database import rows, transaction
+from appliance.store import resubmission as resubmit
+from appliance.store.database import StoreError, get_setting, rows, set_setting, transaction
 from appliance.store.sealing import FieldCipher
 
 if TYPE_CHECKING:
@@ -41,6 +46,8 @@ _STATUS_RANK = {
     IdentityStatus.RECUP: 1,
     IdentityStatus.QUAL: 2,
 }
+BOX_ID_KEY = "box.id"
+"""Setting holding this database's random box id (idempotency keys that must differ between pharmacies)."""
 _SEALED = ("nir", "matricule", "birth_name", "first_names", "sex", "birth_date", "birth_place")
 
 
@@ -51,6 +58,8 @@ class PatientRecord:
     traits_on_file: Traits | None
     """The traits stored before this visit (None for a new patient), to show differences."""
     new: bool
+    doubtful: bool = False
+    """A document contradicted the INS traits at an earlier visit: never qualified while it stands."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +118,25 @@ class CounterRecords:
         if self.backoffice_events:
             outbox.enqueue(conn, stream="events", key=key, payload=payload, now=self.clock())
 
+    def unit_of_work(self) -> AbstractContextManager[Any]:
+        """One transaction around a whole counter event: the writes of the operations called inside it
+        commit together, or not at all (each operation's own transaction becomes a savepoint)."""
+        return transaction(self.db)
+
+    def execution_key(self, prescription_id: str, renewal: int) -> str:
+        """The idempotency key of execution data step 1 for this dispensation, the same for the live
+        call and the outbox's copy. It names this box (a random id made once per database), so that
+        another pharmacy dispensing the same prescription is told « déjà délivrée » by the service
+        instead of colliding with our key."""
+        box = get_setting(self.db, BOX_ID_KEY)
+        if box is None:
+            with transaction(self.db) as conn:
+                found = conn.execute("SELECT value FROM pharmacy WHERE key = ?", (BOX_ID_KEY,)).fetchone()
+                box = str(found[0]) if found else uuid.uuid4().hex
+                if found is None:
+                    set_setting(conn, BOX_ID_KEY, box)
+        return f"exec1:{box}:{prescription_id}:{renewal}"
+
     # ------------------------------------------------------------------ audit and operators
     def audit(
         self,
@@ -135,6 +163,11 @@ class CounterRecords:
     def operator_by_rpps(self, rpps: str) -> operators.Operator | None:
         """The active operator a CPS belongs to (its PIN was already checked by the card)."""
         return operators.operator_by_rpps(self.db, rpps)
+
+    def clear_pin_lock(self, operator_id: int, *, by: int, reason: str) -> bool:
+        """Lift a PIN lock-out once the person proved who they are otherwise (their CPS), so a patient
+        typing wrong PINs at the screen cannot keep the pharmacist out."""
+        return operators.clear_lock(self.db, operator_id, by=by, reason=reason, now=self.clock())
 
     def _operator_id(self, name: str) -> int:
         found = rows(self.db.conn, "SELECT id FROM operators WHERE name = ? AND active = 1", (name,))
@@ -246,6 +279,9 @@ class CounterRecords:
             patient_id = int(existing["id"])
             old_status = IdentityStatus(existing["status"])
             on_file = self._traits_of(existing)
+            doubtful = bool(existing["doubtful"])
+            if doubtful and status is IdentityStatus.QUAL:  # even the apCV does not lift a contradiction
+                status = IdentityStatus.RECUP
             new_status = status if _STATUS_RANK[status] > _STATUS_RANK[old_status] else old_status
             updates: dict[str, Any] = {"updated_at": now, "status": new_status.value}
             for column in ("card_index", "ins_index"):
@@ -270,7 +306,7 @@ class CounterRecords:
                 details={"status": new_status.value, "reason": reason},
                 at=now,
             )
-            return PatientRecord(patient_id, new_status, on_file, False)
+            return PatientRecord(patient_id, new_status, on_file, False, doubtful)
 
     @staticmethod
     def _history(
@@ -281,24 +317,81 @@ class CounterRecords:
             (patient_id, status.value, reason, operator_id, at),
         )
 
-    def set_identity_status(
-        self, patient_id: int, status: IdentityStatus, reason: str, operator_id: int | None
-    ) -> None:
+    def record_identity_check(
+        self,
+        patient_id: int,
+        check: DocumentCheck,
+        operator_id: int,
+        *,
+        document: IdentityDocument | None = None,
+        guardian_document: IdentityDocument | None = None,
+    ) -> tuple[IdentityStatus, bool]:
+        """What came of asking for the identity document, with who looked: the new status and doubt.
+
+        ``checked`` qualifies an identity INSi returned (RECUP -> QUAL; VALI without an INS) and lifts
+        an earlier doubt; ``absent`` changes nothing (the prompt comes back at the next visits);
+        ``refused`` stops the prompt; ``contradicts`` flags the identity doubtful and takes the
+        qualification back. One transaction with its history and audit rows (no identity in them).
+        """
         now = self.clock()
         with transaction(self.db) as conn:
+            row = conn.execute(
+                "SELECT status, matricule, doubtful FROM patients WHERE id = ?", (patient_id,)
+            ).fetchone()
+            if row is None:
+                raise StoreError(f"no patient {patient_id}")
+            status, doubtful = IdentityStatus(row[0]), bool(row[2])
             conn.execute(
-                "UPDATE patients SET status = ?, qualification_prompts = 0, updated_at = ? WHERE id = ?",
-                (status.value, now, patient_id),
+                "INSERT INTO identity_checks(patient_id, outcome, document, guardian_document, operator_id, at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    patient_id,
+                    check.value,
+                    document.value if document else None,
+                    guardian_document.value if guardian_document else None,
+                    operator_id,
+                    now,
+                ),
             )
-            self._history(conn, patient_id, status, reason, operator_id, now)
+            new_status = status
+            if check is DocumentCheck.CHECKED:
+                new_status = IdentityStatus.QUAL if row[1] is not None else IdentityStatus.VALI
+                doubtful = False
+            elif check is DocumentCheck.CONTRADICTS:
+                new_status = IdentityStatus.RECUP if row[1] is not None else IdentityStatus.PROV
+                doubtful = True
+            prompts = "qualification_prompts" if check is DocumentCheck.ABSENT else "0"
+            conn.execute(
+                f"UPDATE patients SET status = ?, doubtful = ?, qualification_prompts = {prompts},"  # noqa: S608
+                " updated_at = ? WHERE id = ?",
+                (new_status.value, int(doubtful), now, patient_id),
+            )
+            if check is not DocumentCheck.ABSENT:
+                self._history(conn, patient_id, new_status, f"document-{check.value}", operator_id, now)
             journal.append(
                 conn,
                 operator_id=operator_id,
-                action="identity.status",
+                action="identity.document",
                 subject=str(patient_id),
-                details={"status": status.value, "reason": reason},
+                details={
+                    "outcome": check.value,
+                    "document": document.value if document else None,
+                    "guardian_document": guardian_document.value if guardian_document else None,
+                    "status": new_status.value,
+                    "doubtful": doubtful,
+                },
                 at=now,
             )
+        return new_status, doubtful
+
+    def identity_checks(self, patient_id: int) -> list[dict[str, Any]]:
+        """The document checks of a patient, oldest first (outcome, document, guardian's, who)."""
+        return rows(
+            self.db.conn,
+            "SELECT outcome, document, guardian_document, operator_id FROM identity_checks WHERE patient_id = ?"
+            " ORDER BY id",
+            (patient_id,),
+        )
 
     def identity_history(self, patient_id: int) -> list[dict[str, Any]]:
         return rows(
@@ -503,8 +596,8 @@ class CounterRecords:
             number = numbering.next_number(conn, "claim")
             cursor = conn.execute(
                 "INSERT INTO claims(number, batch_id, dispensation_id, patient_id, total_cents, amo_cents, amc_cents,"
-                " patient_cents, to_pay_cents, amo_tiers_payant, amc_tiers_payant, amc_accreditation, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " patient_cents, to_pay_cents, amo_tiers_payant, amc_tiers_payant, amc_accreditation, created_at,"
+                " amo_regime, amo_fund) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     number,
                     batch_id,
@@ -519,6 +612,8 @@ class CounterRecords:
                     int(bill.amc_tiers_payant),
                     draft.amc.accreditation if draft.amc else None,
                     now,
+                    draft.amo.regime if draft.amo else None,
+                    draft.amo.fund if draft.amo else None,
                 ),
             )
             claim_id = int(cursor.lastrowid or 0)
@@ -533,7 +628,7 @@ class CounterRecords:
                         conn,
                         now=self.clock(),
                         stream="execution",
-                        key=f"exec1:{draft.prescription_id}:{draft.renewal}",
+                        key=self.execution_key(draft.prescription_id, draft.renewal),
                         payload=draft.execution_payload,
                     )
             if draft.fetch_pending and draft.prescription_id:
@@ -657,6 +752,7 @@ class CounterRecords:
         claims = rows(
             self.db.conn,
             "SELECT c.number, c.total_cents, c.amo_cents, c.amc_cents, c.patient_cents, c.patient_id,"
+            " c.amo_regime, c.amo_fund,"
             " (SELECT amc_number FROM amc_rights a WHERE a.patient_id = c.patient_id ORDER BY a.id DESC LIMIT 1)"
             " AS amc_number FROM claims c JOIN batches b ON b.id = c.batch_id WHERE b.number = ? ORDER BY c.number",
             (batch_number,),
@@ -675,6 +771,8 @@ class CounterRecords:
                     "amc_cents": claim["amc_cents"],
                     "patient_cents": claim["patient_cents"],
                     "amc_number": claim["amc_number"] if claim["amc_cents"] else None,
+                    "amo_regime": claim["amo_regime"],
+                    "amo_fund": claim["amo_fund"],
                 }
             )
         return {"batch_number": str(batch_number), "claims": wire}
@@ -752,6 +850,79 @@ class CounterRecords:
                     "rejected": sorted(refused, key=lambda r: int(r["claim"])),
                 },
             )
+
+    # ------------------------------------------------------------------ claims refused, sent again
+    def rejected_claims(self, claim_numbers: Sequence[int] | None = None) -> list[resubmit.RejectedClaim]:
+        """The claims an acknowledgement refused and nobody sent again yet (None: all of them), with
+        their patients (whose rights to read again) and the latest reason and advised action. Raises
+        :class:`~appliance.store.resubmission.ResubmissionRefused` for a number that cannot go again."""
+        return resubmit.rejected(self.db.conn, claim_numbers)
+
+    def resubmit_rejected(
+        self,
+        claim_numbers: Sequence[int] | None,
+        operator_id: int,
+        *,
+        rights: Mapping[int, AmoRights] | None = None,
+    ) -> resubmit.Resubmission | None:
+        """Correct claims refused by an acknowledgement and put them, with their numbers, in the open
+        batch (opened with the next batch number if none), status pending; None when there is none.
+
+        ``claim_numbers`` None takes every claim currently rejected. ``rights`` are the AMO rights of
+        their patients (by patient id) just read again from ADRi, as the rejection advises: they are
+        saved with the patient's rights, and each claim is addressed to its patient's newest rights
+        (see :mod:`appliance.store.resubmission` for what is corrected and what is not). Nothing else
+        changes: no claim number is consumed, the rejection rows stay, and ``claim_resubmissions``
+        keeps the trip. One transaction with its audit row (numbers and ids, never a name) and the
+        back-office events. A number that is unknown, not rejected or already sent again raises a
+        :class:`~appliance.store.resubmission.ResubmissionRefused` and changes nothing.
+        """
+        now = self.clock()
+        with transaction(self.db) as conn:
+            claims = resubmit.rejected(conn, claim_numbers)
+            if not claims:
+                return None
+            patients = {c.patient_id for c in claims}
+            strangers = set(rights or {}) - patients
+            if strangers:
+                raise ValueError(f"rights given for patients {sorted(strangers)} who have none of these claims")
+            for patient_id, amo in sorted((rights or {}).items()):
+                self.save_rights(patient_id, amo=amo, amc=None)
+            batch_id, batch_number = self._open_batch(conn, now)
+            done = resubmit.move(
+                conn, claims, batch_id=batch_id, batch_number=batch_number, operator_id=operator_id, now=now
+            )
+            journal.append(
+                conn,
+                operator_id=operator_id,
+                action="claims.resubmitted",
+                subject=str(batch_number),
+                details={
+                    "claims": list(done.claims),
+                    "corrected": list(done.corrected),
+                    "from_batches": list(done.from_batches),
+                    "rights_read_again": sorted(patients & set(rights or {})),
+                },
+                at=now,
+            )
+            for claim in claims:
+                self._event(
+                    conn,
+                    f"event:claim.resubmitted:{claim.number}:{claim.batch_number}",
+                    {
+                        "type": "claim.resubmitted",
+                        "claim": claim.number,
+                        "batch": batch_number,
+                        "from_batch": claim.batch_number,
+                        "at": now,
+                        "corrected": claim.number in done.corrected,
+                    },
+                )
+        return done
+
+    def claim_batches(self, number: int) -> list[int]:
+        """The batch numbers claim ``number`` travelled in, first to current (empty if unknown)."""
+        return resubmit.batches_of(self.db.conn, number)
 
     # ------------------------------------------------------------------ deferred calls and the DMP
     def enqueue_call(self, call: str, patient_id: int, **args: str) -> None:

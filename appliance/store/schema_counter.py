@@ -191,3 +191,27 @@ COUNTER_LOOKUP_INDEXES = Migration(
     CREATE INDEX claims_batch ON claims(batch_id);
     """,
 )
+
+
+IDENTITY_CHECKS = Migration(
+    10,
+    "identity document checks and doubtful identities",
+    """
+    -- What came of each request for an identity document (RNIV): which document (and, for a minor
+    -- shown with a family record book or a birth certificate, the guardian's), or that none was at
+    -- hand, or that the patient refused, or that it contradicted the INS traits; always with the
+    -- professional who looked. A contradiction flags the identity as doubtful: never qualified while
+    -- the flag stands.
+    ALTER TABLE patients ADD COLUMN doubtful INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE identity_checks (
+        id                INTEGER PRIMARY KEY,
+        patient_id        INTEGER NOT NULL REFERENCES patients(id),
+        outcome           TEXT NOT NULL CHECK (outcome IN ('checked', 'absent', 'refused', 'contradicts')),
+        document          TEXT,
+        guardian_document TEXT,
+        operator_id       INTEGER NOT NULL REFERENCES operators(id),
+        at                REAL NOT NULL
+    );
+    CREATE INDEX identity_checks_patient ON identity_checks(patient_id, id);
+    """,
+)

@@ -9,7 +9,9 @@ An event that does not fit the current step is refused with a French message and
 
 from __future__ import annotations
 
+import copy
 import logging
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -24,10 +26,13 @@ from appliance.codes.opaque import OpaqueToken
 from appliance.domain import (
     AmcRights,
     Beneficiary,
+    DocumentCheck,
+    IdentityDocument,
     IdentityStatus,
     Ins,
     InsiOutcome,
     InsiResult,
+    PrescribedFor,
     PrescriptionLine,
     Traits,
     Visibility,
@@ -62,7 +67,10 @@ class CounterSettings:
     qualification_visits: int = 3
     """How many next visits the qualification prompt comes back for an identity left RECUP."""
     idle_timeout_s: float = 120.0
-    """Patient data is cleared after this long without any event."""
+    """Patient data is cleared after this long without any event (and the last receipt with it)."""
+    operator_idle_s: float = 300.0
+    """An operator's login ends after this long without a professional act of theirs: the screen
+    faces the patient, so a login left open must not let the next person act as the pharmacist."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +83,23 @@ class Outcome:
 
 
 class Refused(Exception):
-    """An event that does not fit: the message is shown, the session is unchanged."""
+    """An event that does not fit: the message is shown, the session is unchanged.
+
+    ``audit`` is a journal row (operator id, action, subject, details) written *after* the event's
+    changes were rolled back, for refusals that must leave a trace (an unknown CPS, a préparateur
+    trying to validate).
+    """
+
+    def __init__(self, message: str, *, audit: tuple[int | None, str, str, dict[str, Any]] | None = None) -> None:
+        super().__init__(message)
+        self.audit = audit
+
+
+_UNREFUSABLE = (Tick, NetworkChanged, Started, ResultShown)
+"""Events that report a fact: never refused, each write its own."""
+_AUTHENTICATING = frozenset({"login", "validate"})
+"""Intents that check a PIN first: the check commits on its own (a failure must count even when the
+act is refused), so they open their unit of work themselves after it."""
 
 
 class Counter:
@@ -97,7 +121,10 @@ class Counter:
         self.settings = settings or CounterSettings()
         self.step = Step.ATTRACT
         self.session = Session()
-        self.operator_id: int | None = None
+        self.operator: Operator | None = None
+        """The professional logged in at this counter (PIN or CPS), whose acts the journal records."""
+        self._operator_active = 0.0
+        """When they last acted (login or professional act): the login ends ``operator_idle_s`` later."""
         self.cps_operator: Operator | None = None
         """The operator when they logged in with their CPS (PIN checked by the card): while it is set,
         a pharmacist validates without typing their personal PIN. Cleared by any other login and by
@@ -113,19 +140,75 @@ class Counter:
         self._interrupted_listed = False
         self._last_activity = clock()
 
+    @property
+    def operator_id(self) -> int | None:
+        return self.operator.id if self.operator is not None else None
+
     # ------------------------------------------------------------------ entry point
     def handle(self, event: Event) -> Outcome:
+        """Apply one event: all of its effects, or none.
+
+        The event's database writes share one transaction (audit rows and outbox messages included)
+        and the session is restored from a copy when it is refused or fails, so a refusal never leaves
+        half an effect behind (a qualification written, a screen moved on). Interactive teleservice
+        calls run inside that transaction; they are bounded by the adapter's short timeout.
+        """
         self.notices = []
+        timed_out = self._expire_login()
+        if timed_out and not isinstance(event, Tick):
+            self.notices.append(timed_out)
+        before = self._snapshot()
         try:
-            message = self._dispatch(event)
+            if isinstance(event, _UNREFUSABLE) or (isinstance(event, Intent) and event.name in _AUTHENTICATING):
+                message = self._dispatch(event)
+            else:
+                with self.records.unit_of_work():
+                    message = self._dispatch(event)
         except Refused as refusal:
+            self._restore(before)
+            if refusal.audit is not None:
+                self.records.audit(*refusal.audit)
             return Outcome(False, self.step, str(refusal))
+        except TeleserviceRefused as refusal:  # a service said no where the step had no answer of its own
+            self._restore(before)
+            return Outcome(False, self.step, refusal.message)
+        except BaseException:
+            self._restore(before)
+            raise
+        if timed_out and isinstance(event, Tick):
+            message = "; ".join(m for m in (message, timed_out) if m)
         if self.step is not Step.ATTRACT:
             self.recent_claims = []  # another patient's bills never stay up behind a session
         if not isinstance(event, Tick):
             self._last_activity = self.clock()
         notice = "; ".join(n for n in [message, *self.notices] if n)
         return Outcome(True, self.step, notice or None)
+
+    def _snapshot(self) -> tuple[Any, ...]:
+        return (
+            copy.deepcopy(self.session),
+            self.step,
+            self.operator,
+            self.cps_operator,
+            self._operator_active,
+            self.last_outcome,
+            self.recent_claims,
+            self.interrupted,
+            self._interrupted_listed,
+        )
+
+    def _restore(self, snapshot: tuple[Any, ...]) -> None:
+        (
+            self.session,
+            self.step,
+            self.operator,
+            self.cps_operator,
+            self._operator_active,
+            self.last_outcome,
+            self.recent_claims,
+            self.interrupted,
+            self._interrupted_listed,
+        ) = snapshot
 
     def today(self) -> date:
         return datetime.fromtimestamp(self.clock(), tz=UTC).date()
@@ -166,22 +249,53 @@ class Counter:
     def _call(self, what: str, call: Callable[[], T]) -> T | None:
         """An interactive teleservice call; None when unreachable (degraded mode)."""
         if not self.online:
-            self.notices.append(msg.OFFLINE.format(what=what))
+            self.notices.append(msg.offline(what))
             return None
         try:
             return call()
         except TeleserviceUnavailable:
             self.online = False
-            self.notices.append(msg.OFFLINE.format(what=what))
+            self.notices.append(msg.offline(what))
             return None
+
+    def _professional(self) -> Operator:
+        """The professional doing an act now: refused when nobody is logged in at this counter.
+
+        Every act that decides for the patient (identity, prescription, dispensation choices, DMP,
+        the last claims) goes through here, so no touch on the patient-facing screen does it alone;
+        the act is audited under this operator and keeps their login alive.
+        """
+        if self.operator is None:
+            raise Refused(msg.PROFESSIONAL_NEEDED)
+        self._operator_active = self.clock()
+        return self.operator
+
+    def _expire_login(self) -> str | None:
+        """End the login of an operator idle for ``operator_idle_s`` (checked before every event)."""
+        if self.operator is None or self.clock() - self._operator_active < self.settings.operator_idle_s:
+            return None
+        self._end_login("operator.timeout")
+        return msg.OPERATOR_TIMEOUT
+
+    def _end_login(self, action: str) -> None:
+        self._audit(action, cps=self.cps_operator is not None)
+        self.operator = None
+        self.cps_operator = None
+        self.recent_claims = []
+        if self._interrupted_listed:  # a pharmacist saw the list it points into: no need to say it again
+            self.interrupted = None
+            self._interrupted_listed = False
 
     # ------------------------------------------------------------------ time
     def _tick(self) -> str | None:
         idle = self.clock() - self._last_activity
-        if self.step is not Step.ATTRACT and idle >= self.settings.idle_timeout_s:
+        if idle < self.settings.idle_timeout_s:
+            return None
+        if self.step is not Step.ATTRACT:
             self._audit("session.timeout", step=self.step.value)
             self._clear()
             return "Session fermée après inactivité"
+        self.last_outcome = None  # the last patient's receipt does not stay up for the next one
         return None
 
     def _clear(self) -> None:
@@ -196,14 +310,18 @@ class Counter:
         except PinRejected as refusal:
             raise Refused(msg.PIN_WRONG.format(left=refusal.attempts_left)) from None
         except OperatorLocked as refusal:
-            until = datetime.fromtimestamp(refusal.until, tz=UTC).strftime("%H:%M")
+            same_day = msg.fr_day(refusal.until) == msg.fr_day(self.clock())
+            until = (
+                msg.fr_time(refusal.until) if same_day else f"{msg.fr_day(refusal.until)} {msg.fr_time(refusal.until)}"
+            )
             raise Refused(msg.LOCKED.format(until=until)) from None
         except AuthenticationError:
             raise Refused("Opérateur inconnu") from None
 
     def _intent_login(self, operator: int | str, pin: str) -> str:
         op = self._authenticate(operator, pin)
-        self.operator_id = op.id
+        self.operator = op
+        self._operator_active = self.clock()
         self.cps_operator = None
         self.recent_claims = []
         return f"Bonjour {op.name}"
@@ -213,22 +331,17 @@ class Counter:
         succeeded, so here only the RPPS -> operator mapping is decided (and audited)."""
         op = self.records.operator_by_rpps(str(rpps))
         if op is None:
-            self.records.audit(None, "operator.cps.unknown", f"rpps:{rpps}", {"name": name})
-            raise Refused(msg.CPS_UNKNOWN)
-        self.operator_id = op.id
+            raise Refused(msg.CPS_UNKNOWN, audit=(None, "operator.cps.unknown", f"rpps:{rpps}", {"name": name}))
+        self.operator = op
+        self._operator_active = self.clock()
         self.cps_operator = op
         self.recent_claims = []
         self._audit("operator.cps.login", f"operator:{op.id}")
+        self.records.clear_pin_lock(op.id, by=op.id, reason="cps-login")
         return f"Bonjour {op.name}"
 
     def _intent_logout(self) -> str:
-        self._audit("operator.logout", cps=self.cps_operator is not None)
-        self.operator_id = None
-        self.cps_operator = None
-        self.recent_claims = []
-        if self._interrupted_listed:  # a pharmacist saw the list it points into: no need to say it again
-            self.interrupted = None
-            self._interrupted_listed = False
+        self._end_login("operator.logout")
         return "Session opérateur fermée"
 
     # ------------------------------------------------------------------ the last claims, and start-up
@@ -238,11 +351,12 @@ class Counter:
         Behind an operator (the read is audited under their id) and only between patients: the panel
         covers the patient-facing screen, so the next patient must not read the previous ones' names.
         """
-        if self.operator_id is None:
+        if self.operator is None:
             raise Refused(msg.NO_OPERATOR_FOR_CLAIMS)
         if self.step is not Step.ATTRACT:
             raise Refused(msg.CLAIMS_DURING_SESSION)
-        self.recent_claims = self.records.recent_claims(self.operator_id, int(limit))
+        op = self._professional()
+        self.recent_claims = self.records.recent_claims(op.id, int(limit))
         if self.interrupted is not None:
             self._interrupted_listed = True
         return None
@@ -319,9 +433,12 @@ class Counter:
     ) -> str | None:
         if self.step is not Step.ATTRACT:
             raise self._not_now()
-        traits = Traits(
-            birth_name.upper(), first_names.upper(), sex, date.fromisoformat(birth_date), birth_place or None
-        )
+        self._professional()
+        try:
+            born = date.fromisoformat(birth_date)
+        except ValueError:
+            raise Refused("Date de naissance invalide (AAAA-MM-JJ)") from None
+        traits = Traits(birth_name.upper(), first_names.upper(), sex, born, birth_place or None)
         self.session.identify_source = "search"
         self.step = Step.IDENTITY
         self._audit("identify.search")
@@ -385,6 +502,7 @@ class Counter:
         s = self.session
         if self.step is not Step.IDENTITY or not s.identity_choices:
             raise self._not_now()
+        self._professional()
         if not 0 <= index < len(s.identity_choices):
             raise Refused("Identité introuvable dans la liste")
         s.ins = s.identity_choices[index]
@@ -404,12 +522,16 @@ class Counter:
         )
         s.patient_id = record.id
         s.ins_status = record.status
+        s.identity_doubtful = record.doubtful
         # Traits on file (or, for a new patient, the card's or the typed ones) against what INSi returned.
         if s.ins is not None:
             s.traits_to_confirm = _differences(record.traits_on_file or traits, s.ins.traits)
         elif record.traits_on_file is not None:
             s.traits_to_confirm = _differences(record.traits_on_file, traits)
-        if record.status is IdentityStatus.RECUP:
+        if record.doubtful:
+            s.qualification_prompt = True  # at every visit, until a document settles the doubt
+            self.notices.append(msg.DOUBTFUL)
+        elif record.status is IdentityStatus.RECUP:
             if status is IdentityStatus.RECUP and record.new:
                 left = self.records.start_qualification_prompts(record.id, self.settings.qualification_visits)
             else:
@@ -423,28 +545,105 @@ class Counter:
     def _intent_confirm_traits(self) -> str | None:
         if self.step is not Step.IDENTITY or not self.session.traits_to_confirm:
             raise self._not_now()
+        self._professional()
         self._audit("identity.traits-confirmed", patient=self.session.patient_id)
         self.session.traits_to_confirm = {}
         return self._after_identity_step()
 
-    def _intent_document_checked(self) -> str | None:
+    # ------------------------------------------------------------------ identity document (RNIV)
+    def _document_asked(self, *, later: bool) -> Session:
+        """The session, if the pharmacist may answer the identity-document question now: when the
+        identity step asks it, or (``later``) on their own initiative later in the session for an
+        identity not yet qualified."""
         s = self.session
-        if self.step is not Step.IDENTITY or not s.qualification_prompt or s.patient_id is None:
+        if s.patient_id is None:
             raise self._not_now()
         if s.identity_choices or s.traits_to_confirm:
             raise Refused("Choisissez et confirmez d'abord l'identité")
-        self.records.set_identity_status(s.patient_id, IdentityStatus.QUAL, "document-checked", self.operator_id)
-        s.ins_status = IdentityStatus.QUAL
-        s.qualification_prompt = False
-        return self._after_identity_step()
+        asked = self.step is Step.IDENTITY and s.qualification_prompt
+        if not asked and not (
+            later
+            and self.step in (Step.RIGHTS, Step.PRESCRIPTION, Step.DISPENSATION, Step.CONTROL)
+            and s.ins_status is not IdentityStatus.QUAL
+        ):
+            raise self._not_now()
+        return s
+
+    def _minor(self) -> bool:
+        traits = self._patient_traits()
+        if traits is None:
+            return False
+        today, born = self.today(), traits.birth_date
+        return (today.year - born.year - ((today.month, today.day) < (born.month, born.day))) < 18
+
+    def _documents(self) -> list[IdentityDocument]:
+        """The documents the pharmacist may record for this patient (a minor's livret/acte too)."""
+        return [d for d in IdentityDocument if self._minor() or not d.for_minor_only]
+
+    @staticmethod
+    def _document(code: str, *, missing: str) -> IdentityDocument:
+        if not code:
+            raise Refused(missing)
+        try:
+            return IdentityDocument(code)
+        except ValueError:
+            raise Refused(msg.DOCUMENT_UNKNOWN) from None
+
+    def _intent_document_checked(self, document: str = "", guardian_document: str = "") -> str | None:
+        """A document of high trust was shown and agrees with the INS traits: the identity is qualified.
+
+        For a minor, a family record book or a birth certificate counts together with an identity
+        document of the legal guardian (both recorded)."""
+        self._document_asked(later=True)
+        op = self._professional()
+        shown = self._document(document, missing=msg.DOCUMENT_NEEDED)
+        guardian: IdentityDocument | None = None
+        if shown.for_minor_only:
+            if not self._minor():
+                raise Refused(msg.DOCUMENT_FOR_MINOR)
+            guardian = self._document(guardian_document, missing=msg.GUARDIAN_NEEDED)
+            if guardian.for_minor_only:
+                raise Refused(msg.GUARDIAN_DOCUMENT)
+        return self._document_answer(DocumentCheck.CHECKED, op, shown, guardian)
+
+    def _intent_document_absent(self) -> str | None:
+        """No document at hand: nothing changes, and the question returns at the next visits."""
+        self._document_asked(later=False)
+        return self._document_answer(DocumentCheck.ABSENT, self._professional())
 
     def _intent_document_refused(self) -> str | None:
+        """The patient declines to show a document: their refusal is recorded and not asked again."""
+        self._document_asked(later=False)
+        return self._document_answer(DocumentCheck.REFUSED, self._professional())
+
+    def _intent_document_contradicts(self) -> str | None:
+        """The document contradicts the INS traits: the identity is not reliable (doubtful), never
+        qualified, and the question comes back at every visit until a document settles it."""
+        self._document_asked(later=True)
+        return self._document_answer(DocumentCheck.CONTRADICTS, self._professional())
+
+    def _document_answer(
+        self,
+        check: DocumentCheck,
+        op: Operator,
+        document: IdentityDocument | None = None,
+        guardian: IdentityDocument | None = None,
+    ) -> str | None:
         s = self.session
-        if self.step is not Step.IDENTITY or not s.qualification_prompt or s.patient_id is None:
-            raise self._not_now()
-        self._audit("identity.document-refused", patient=s.patient_id)
+        s.ins_status, s.identity_doubtful = self.records.record_identity_check(
+            s.patient_id or 0, check, op.id, document=document, guardian_document=guardian
+        )
+        self.notices.append(
+            {
+                DocumentCheck.CHECKED: msg.DOCUMENT_CHECKED.format(document=document.label if document else ""),
+                DocumentCheck.ABSENT: msg.DOCUMENT_ABSENT,
+                DocumentCheck.REFUSED: msg.DOCUMENT_REFUSED,
+                DocumentCheck.CONTRADICTS: msg.DOUBTFUL,
+            }[check]
+        )
+        asked = self.step is Step.IDENTITY
         s.qualification_prompt = False
-        return self._after_identity_step()
+        return self._after_identity_step() if asked else None
 
     def _after_identity_step(self) -> str | None:
         s = self.session
@@ -454,7 +653,11 @@ class Counter:
         self._amo_rights()
         self._stored_amc_rights()
         if s.pending_prescription_id is not None:
-            return self._fetch_prescription(s.pending_prescription_id)
+            try:
+                return self._fetch_prescription(s.pending_prescription_id)
+            except Refused as refusal:  # the identity act stands; only the prescription noted earlier is refused
+                s.pending_prescription_id = None
+                self.notices.append(str(refusal))
         return None
 
     # ------------------------------------------------------------------ rights
@@ -566,32 +769,59 @@ class Counter:
         return self._fetch_prescription(prescription_id)
 
     def _fetch_prescription(self, prescription_id: str) -> str | None:
+        """Fetch the prescription and compare its patient with the identified one; every check comes
+        before the session changes, so a refusal here leaves the step where it was."""
         s = self.session
-        s.pending_prescription_id = None
         dispensed = self.records.dispensed_renewals(prescription_id)
-        self.step = Step.PRESCRIPTION
         try:
             prescription = self._call(
                 "l'ordonnance numérique", lambda: self.teleservices.fetch_prescription(prescription_id)
             )
         except TeleserviceRefused as refusal:
             raise Refused(refusal.message) from None
-        self._audit("prescription.scanned", prescription_id, fetched=prescription is not None)
         renewals = prescription.renewals if prescription is not None else 0
         if dispensed and set(range(renewals + 1)) <= dispensed:
             raise Refused(msg.PRESCRIPTION_DISPENSED)
+        self._audit("prescription.scanned", prescription_id, fetched=prescription is not None)
+        s.pending_prescription_id = None
+        self.step = Step.PRESCRIPTION
         s.dispensed_renewals = dispensed
         if prescription is None:
             s.prescription_degraded = True
             s.pending_prescription_id = prescription_id
             return "Saisissez les lignes de l'ordonnance papier"
         s.prescription = prescription
+        traits = self._patient_traits()
+        s.prescription_mismatch = (
+            _prescribed_for_differences(prescription.patient, traits)
+            if prescription.patient is not None and traits is not None
+            else []
+        )
+        if s.prescription_mismatch:
+            self._audit("prescription.other-patient", prescription_id, traits=s.prescription_mismatch)
+            self.notices.append(msg.PRESCRIPTION_OTHER_PATIENT)
         return f"Ordonnance du {msg.fr_date(prescription.prescribed_on)} : {len(prescription.lines)} ligne(s)"
+
+    def _intent_accept_prescription_patient(self) -> str | None:
+        """The pharmacist decides a prescription written with other traits is this patient's (a
+        nickname, a typo by the prescriber): recorded with what differed and who decided."""
+        s = self.session
+        if self.step is not Step.PRESCRIPTION or not s.prescription_mismatch or s.prescription_confirmed:
+            raise self._not_now()
+        self._professional()
+        s.prescription_patient_accepted = True
+        self._audit(
+            "prescription.patient-accepted",
+            s.prescription.prescription_id if s.prescription else "",
+            traits=s.prescription_mismatch,
+        )
+        return "Ordonnance rattachée au patient"
 
     def _intent_enter_line(self, label: str, quantity: int, cip13: str | None = None, ald: bool = False) -> str | None:
         s = self.session
         if self.step is not Step.PRESCRIPTION or not s.prescription_degraded or s.prescription_confirmed:
             raise self._not_now()
+        self._professional()
         if quantity <= 0:
             raise Refused("Quantité invalide")
         s.entered_lines.append(PrescriptionLine(len(s.entered_lines) + 1, label, quantity, cip13, ald))
@@ -601,6 +831,9 @@ class Counter:
         s = self.session
         if self.step is not Step.PRESCRIPTION or not s.lines():
             raise self._not_now()
+        self._professional()
+        if s.prescription_mismatch and not s.prescription_patient_accepted:
+            raise Refused(msg.PRESCRIPTION_OTHER_PATIENT)
         limit = s.prescription.renewals if s.prescription else renewal
         if not 0 <= renewal <= limit:
             raise Refused(f"Renouvellement {renewal} impossible (au plus {limit})")
@@ -621,9 +854,11 @@ class Counter:
         s = self.session
         if self.step is not Step.PRESCRIPTION:
             raise self._not_now()
+        self._professional()
         self._audit("prescription.rejected")
         s.prescription, s.prescription_degraded, s.entered_lines = None, False, []
         s.pending_prescription_id = None
+        s.prescription_mismatch, s.prescription_patient_accepted = [], False
         return "Ordonnance écartée"
 
     # ------------------------------------------------------------------ dispensation
@@ -671,6 +906,7 @@ class Counter:
         s = self.session
         if self.step is not Step.DISPENSATION:
             raise self._not_now()
+        self._professional()
         if line not in {known.line_no for known in s.lines()}:
             raise Refused(f"Ligne {line} inconnue")
         for box in s.boxes:
@@ -684,6 +920,7 @@ class Counter:
         s = self.session
         if self.step is not Step.DISPENSATION:
             raise self._not_now()
+        self._professional()
         kept = [b for b in s.boxes if b.serial != serial]
         if len(kept) == len(s.boxes):
             raise Refused("Boîte introuvable")
@@ -705,6 +942,7 @@ class Counter:
     def _intent_annotate(self, text: str) -> str | None:
         if self.step is not Step.CONTROL:
             raise self._not_now()
+        self._professional()
         self.session.annotation = text.strip()[:500]
         self._audit("control.annotated")
         return "Note enregistrée"
@@ -729,12 +967,14 @@ class Counter:
                 raise Refused("Saisissez votre code personnel")
             op = self._authenticate(who, pin)
         if not op.role.may_validate:
-            self.records.audit(op.id, "control.validate-refused", "", {"role": op.role.value})
-            raise Refused(msg.NEED_PHARMACIST)
+            raise Refused(msg.NEED_PHARMACIST, audit=(op.id, "control.validate-refused", "", {"role": op.role.value}))
         if s.patient_id is None:
             raise Refused("Patient non identifié")
+        if self.operator is not None and self.operator.id == op.id:
+            self._operator_active = self.clock()
         s.validated_by = op.id
-        return self._bill(op.id)
+        with self.records.unit_of_work():  # after the PIN check, which commits on its own
+            return self._bill(op.id)
 
     def _bill(self, operator_id: int) -> str | None:
         s = self.session
@@ -754,12 +994,14 @@ class Counter:
             try:
                 self.teleservices.deliver(
                     "execution",
-                    f"exec1:{prescription_id}:{s.renewal}",
+                    self.records.execution_key(prescription_id, s.renewal),
                     _execution(prescription_id, s, step=1),
                     attempts=1,
                 )
                 executed = True
             except TeleserviceRefused as refusal:
+                if refusal.code == "ALREADY_DISPENSED":  # by another pharmacy: this box has no record of it
+                    raise Refused(msg.PRESCRIPTION_DISPENSED_ELSEWHERE) from None
                 raise Refused(refusal.message) from None
             except TeleserviceUnavailable:
                 self.online = False
@@ -797,6 +1039,9 @@ class Counter:
         s = self.session
         if self.step not in (Step.CONTROL, Step.PAYMENT) or s.patient_id is None:
             raise self._not_now()
+        op = self._professional()
+        if s.identity_doubtful:
+            raise Refused(msg.DOUBTFUL)
         if s.ins is None or s.ins_status is not IdentityStatus.QUAL:
             raise Refused(msg.NOT_QUALIFIED)
         try:
@@ -805,7 +1050,7 @@ class Counter:
             raise Refused("Visibilité inconnue") from None
         if kind not in ("vaccination", "pharmaceutical-interview", "medication-review"):
             raise Refused("Type de document inconnu")
-        self.records.enqueue_dmp(s.patient_id, kind, chosen, self.operator_id)
+        self.records.enqueue_dmp(s.patient_id, kind, chosen, op.id)
         return "Document envoyé au DMP"
 
     def _intent_close(self) -> str | None:
@@ -813,7 +1058,12 @@ class Counter:
         if self.step is not Step.PAYMENT or s.bill is None:
             raise self._not_now()
         receipt = [f"Facture n° {s.claim_number}"]
-        receipt += [f"{line.name} x{line.quantity} : {msg.euros(line.total_cents)}" for line in s.bill.lines]
+        grouped: dict[str, list[int]] = {}  # identical boxes on one line: « DOLIPRANE ×2 »
+        for line in s.bill.lines:
+            count_total = grouped.setdefault(line.name, [0, 0])
+            count_total[0] += line.quantity
+            count_total[1] += line.total_cents
+        receipt += [f"{name} ×{count} : {msg.euros(total)}" for name, (count, total) in grouped.items()]
         receipt.append(f"Payé par l'Assurance Maladie : {msg.euros(s.bill.amo_cents)}")
         receipt.append(f"Payé par la mutuelle : {msg.euros(s.bill.amc_cents)}")
         receipt.append(f"Réglé : {msg.euros(s.bill.to_pay_cents)}")
@@ -824,12 +1074,54 @@ class Counter:
         return "Merci, à bientôt"
 
     def _intent_send_batch(self) -> str | None:
-        if self.step is not Step.ATTRACT or self.operator_id is None:
+        if self.step is not Step.ATTRACT:
             raise self._not_now()
-        batch = self.records.close_batch(self.operator_id)
+        op = self._professional()
+        batch = self.records.close_batch(op.id)
         if batch is None:
             return "Aucune facture à télétransmettre"
         return f"Lot {batch} prêt à l'envoi"
+
+    def _intent_resubmit_rejected(self, claims: list[int] | None = None) -> str | None:
+        """Send again, with their numbers, claims a negative acknowledgement refused (None: all of them),
+        in the open batch (``send_batch`` then sends it). As the rejection advises, their patients' AMO
+        rights are read again from ADRi first, and each claim is addressed to the fund they name; so it
+        is refused offline, and when ADRi does not know the patient."""
+        from functools import partial
+
+        from appliance.store.resubmission import ClaimAlreadyResubmitted, ClaimNotRejected, UnknownClaim
+
+        if self.step is not Step.ATTRACT or self.operator_id is None:
+            raise self._not_now()
+        try:
+            found = self.records.rejected_claims(None if claims is None else [int(n) for n in claims])
+            if not found:
+                return "Aucune facture rejetée à refacturer"
+            rights, day = {}, self.today()
+            for patient_id in sorted({c.patient_id for c in found}):
+                beneficiary = self.records.beneficiary_of(patient_id) or _beneficiary_from_ins(
+                    self.records.ins_of(patient_id)
+                )
+                if beneficiary is None:  # identified by traits only: nothing to ask ADRi with
+                    continue
+                try:
+                    amo = self._call("les droits AMO (ADRi)", partial(self.teleservices.adri, beneficiary, day))
+                except TeleserviceRefused as refusal:
+                    raise Refused(f"Facture(s) non remise(s) : {refusal.message}") from None
+                if amo is None:
+                    raise Refused("Droits AMO non relus (hors ligne) : refacturez une fois la connexion revenue")
+                rights[patient_id] = amo
+            done = self.records.resubmit_rejected([c.number for c in found], self.operator_id, rights=rights)
+        except UnknownClaim as refusal:
+            raise Refused(f"Facture n° {refusal.number} inconnue") from None
+        except ClaimAlreadyResubmitted as refusal:
+            raise Refused(f"Facture n° {refusal.number} déjà remise dans le lot {refusal.batch_number}") from None
+        except ClaimNotRejected as refusal:
+            raise Refused(f"Facture n° {refusal.number} non rejetée : rien à refacturer") from None
+        if done is None:
+            return "Aucune facture rejetée à refacturer"
+        corrected = f", dont {len(done.corrected)} corrigée(s) (caisse d'assurance maladie)" if done.corrected else ""
+        return f"{len(done.claims)} facture(s) remise(s) dans le lot {done.batch_number}{corrected}"
 
     # ------------------------------------------------------------------ scans
     def _scanned(self, code: Any) -> str | None:
@@ -885,6 +1177,32 @@ class Counter:
             },
         }
 
+    def _patient_traits(self) -> Traits | None:
+        s = self.session
+        return s.ins.traits if s.ins else (s.beneficiary.traits if s.beneficiary else None)
+
+    def _pending_act(self) -> str | None:
+        """What the session waits for from the pharmacist (the patient screen says so meanwhile)."""
+        s = self.session
+        match self.step:
+            case Step.IDENTITY if s.identity_choices:
+                return "choose-identity"
+            case Step.IDENTITY if s.traits_to_confirm:
+                return "confirm-traits"
+            case Step.IDENTITY if s.qualification_prompt:
+                return "identity-document"
+            case Step.PRESCRIPTION if s.prescription_mismatch and not s.prescription_patient_accepted:
+                return "prescription-patient"
+            case Step.PRESCRIPTION if s.prescription_degraded and not s.entered_lines:
+                return "enter-lines"
+            case Step.PRESCRIPTION if s.lines():
+                return "confirm-prescription"
+            case Step.DISPENSATION if any(b.line_no is None for b in s.boxes):
+                return "assign-box"
+            case Step.CONTROL:
+                return "validate"
+        return None
+
     def _patient_summary(self) -> dict[str, Any] | None:
         """Who the session is for, as the screen shows it (no NIR)."""
         s = self.session
@@ -906,12 +1224,17 @@ class Counter:
         """
         s = self.session
         today = self.today()
-        traits = s.ins.traits if s.ins else (s.beneficiary.traits if s.beneficiary else None)
+        traits = self._patient_traits()
+        pending = self._pending_act()
+        minor = self._minor() if self.step is Step.IDENTITY else False
         return {
             "step": self.step.value,
             "online": self.online,
-            "operator": self.operator_id is not None,
+            "operator": self.operator is not None,
+            "operator_name": self.operator.name if self.operator is not None else None,
             "cps": self.cps_operator is not None,
+            "pending_act": pending,
+            "pharmacist_needed": msg.WAITING_FOR.get(pending) if pending else None,
             "beneficiaries": [
                 {"rank": b.rank, "first_names": b.traits.first_names, "birth_name": b.traits.birth_name}
                 for b in s.beneficiaries
@@ -942,6 +1265,16 @@ class Counter:
                 for name, (old, new) in sorted(s.traits_to_confirm.items())
             ],
             "qualification_prompt": s.qualification_prompt,
+            "identity_doubtful": s.identity_doubtful,
+            "minor": minor,
+            "documents": [{"code": d.value, "label": d.label} for d in self._documents()]
+            if pending == "identity-document"
+            else [],
+            "guardian_documents": [
+                {"code": d.value, "label": d.label} for d in IdentityDocument if not d.for_minor_only
+            ]
+            if pending == "identity-document" and minor
+            else [],
             "ins_status": s.ins_status.value if s.ins_status else None,
             "rights": {
                 "amo": None
@@ -971,6 +1304,15 @@ class Counter:
                 "renewal": s.renewal,
                 "degraded": s.prescription_degraded,
                 "confirmed": s.prescription_confirmed,
+                "patient": None
+                if s.prescription is None or s.prescription.patient is None
+                else {
+                    "first_names": s.prescription.patient.first_names,
+                    "birth_name": s.prescription.patient.birth_name,
+                    "birth_date": msg.fr_date(s.prescription.patient.birth_date),
+                },
+                "mismatch": [TRAIT_LABELS[name] for name in s.prescription_mismatch],
+                "patient_accepted": s.prescription_patient_accepted,
             },
             "lines": len(s.lines()),
             "line_list": [
@@ -1025,8 +1367,7 @@ class Counter:
                     "patient": c.patient_cents,
                     "to_pay": c.to_pay_cents,
                     "operator": c.operator,
-                    "first_names": c.first_names,
-                    "birth_name": c.birth_name,
+                    "initials": _initials(c.first_names, c.birth_name),
                     "status": c.status,
                     "interrupted": self.interrupted is not None and c.number == self.interrupted.number,
                 }
@@ -1075,6 +1416,36 @@ def _differences(on_file: Traits, now: Traits) -> dict[str, tuple[str, str]]:
         if old is not None and new is not None and str(old) != str(new):
             diffs[name] = (str(old), str(new))
     return diffs
+
+
+def _folded(text: str) -> list[str]:
+    """Name words without accents, case, hyphens or apostrophes (« Marie-Hélène » ~ « MARIE HELENE »)."""
+    plain = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii").upper()
+    return plain.replace("-", " ").replace("'", " ").split()
+
+
+def _prescribed_for_differences(written: PrescribedFor, patient: Traits) -> list[str]:
+    """The traits by which the patient written on a prescription is not the identified patient.
+
+    Prescribers write the usual first name only, so the first one written must be one of the
+    patient's first names; birth name and birth date must be the same.
+    """
+    differ: list[str] = []
+    if _folded(written.birth_name) != _folded(patient.birth_name):
+        differ.append("birth_name")
+    first = _folded(written.first_names)
+    if not first or first[0] not in _folded(patient.first_names):
+        differ.append("first_names")
+    if written.birth_date != patient.birth_date:
+        differ.append("birth_date")
+    return differ
+
+
+def _initials(first_names: str, birth_name: str) -> str:
+    """« M. D. » for Marie DURAND: the last claims' list never shows a name in full (the screen faces
+    the patient)."""
+    parts = [words[0][0] + "." for words in (_folded(first_names), _folded(birth_name)) if words]
+    return " ".join(parts)
 
 
 def _beneficiary_from_ins(ins: Ins | None) -> Beneficiary | None:

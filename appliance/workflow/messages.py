@@ -49,16 +49,57 @@ EXPECTED = {
     "control": "le pharmacien valide la délivrance",
     "payment": "la délivrance est terminée",
 }
-OFFLINE = "Hors ligne : {what} sera complété au retour du réseau"
+_COMPLETED_LATER = {
+    "la recherche INSi": "sera complétée",
+    "la vérification INSi": "sera complétée",
+    "l'appli carte Vitale": "sera lue",
+    "les droits AMO (ADRi)": "seront complétés",
+    "les droits mutuelle (IDB)": "seront complétés",
+    "les droits mutuelle (DLD)": "seront complétés",
+    "l'ordonnance numérique": "sera complétée",
+}
+"""What the kiosk may leave for later, with the verb agreeing with it (« la recherche … sera complétée »,
+« les droits … seront complétés »)."""
+
+
+def offline(what: str) -> str:
+    """The notice for a call left to the outbox: ``what`` is one of the phrases above."""
+    return f"Hors ligne : {what} {_COMPLETED_LATER[what]} au retour du réseau"
+
+
 EXPIRED_BOX = "Boîte périmée le {day}"
 SERIAL_AGAIN = "Boîte déjà délivrée (numéro de série {serial})"
-PRESCRIPTION_DISPENSED = "Cette ordonnance a déjà été délivrée"
+PRESCRIPTION_DISPENSED = "Ordonnance déjà délivrée"
+PRESCRIPTION_DISPENSED_ELSEWHERE = "Ordonnance déjà délivrée dans une autre pharmacie"
+PRESCRIPTION_OTHER_PATIENT = "Ordonnance au nom d'un autre patient : le pharmacien décide"
+PROFESSIONAL_NEEDED = "Réservé au pharmacien : identifiez-vous sur l'espace pharmacien"
+OPERATOR_TIMEOUT = "Session opérateur fermée après inactivité"
+DOCUMENT_NEEDED = "Précisez la pièce d'identité présentée"
+DOCUMENT_UNKNOWN = "Pièce d'identité non reconnue"
+DOCUMENT_FOR_MINOR = "Livret de famille ou acte de naissance : seulement pour un mineur"
+GUARDIAN_NEEDED = "Ajoutez la pièce d'identité du représentant légal"
+GUARDIAN_DOCUMENT = "Représentant légal : passeport, carte d'identité ou titre de séjour"
+DOCUMENT_CHECKED = "Identité qualifiée ({document})"
+DOCUMENT_ABSENT = "Sans pièce : la vérification sera redemandée aux prochaines visites"
+DOCUMENT_REFUSED = "Refus du patient enregistré"
+DOUBTFUL = "Identité douteuse : ni qualification ni envoi au DMP"
+WAITING_FOR = {
+    "choose-identity": "Le pharmacien vérifie votre identité…",
+    "confirm-traits": "Le pharmacien vérifie votre identité…",
+    "identity-document": "Le pharmacien vérifie votre pièce d'identité…",
+    "prescription-patient": "Le pharmacien vérifie votre ordonnance…",
+    "enter-lines": "Le pharmacien saisit votre ordonnance…",
+    "confirm-prescription": "Le pharmacien vérifie votre ordonnance…",
+    "assign-box": "Le pharmacien vérifie vos boîtes…",
+    "validate": "Le pharmacien contrôle la délivrance…",
+}
+"""What the patient screen says while the session waits for a professional act (by pending act)."""
 AMC_EXPIRED = "Attestation mutuelle expirée le {day}"
 NEED_PHARMACIST = "Seul un pharmacien peut valider"
 CPS_UNKNOWN = "Carte CPS inconnue : demandez l'enregistrement de votre RPPS"
 CPS_NEEDED = "Validation sans code réservée au pharmacien connecté par sa carte CPS"
 PIN_WRONG = "Code personnel incorrect ({left} essai(s) restant(s))"
-LOCKED = "Compte bloqué jusqu'à {until}"
+LOCKED = "Code bloqué jusqu'à {until} : connectez-vous avec votre carte CPS"
 NOT_QUALIFIED = "Identité non qualifiée : pas d'envoi au DMP"
 NO_OPERATOR_FOR_CLAIMS = "Identifiez-vous pour voir les dernières factures"
 CLAIMS_DURING_SESSION = "Terminez la session en cours pour voir les dernières factures"

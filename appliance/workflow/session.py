@@ -58,6 +58,8 @@ class Session:
     identity_choices: tuple[Ins, ...] = ()
     traits_to_confirm: dict[str, tuple[str, str]] = field(default_factory=dict)
     qualification_prompt: bool = False
+    identity_doubtful: bool = False
+    """A document contradicted the INS traits (now or at an earlier visit): never qualified."""
     insi_pending: bool = False
     amo: AmoRights | None = None
     amo_source: str | None = None
@@ -66,6 +68,10 @@ class Session:
     pending_prescription_id: str | None = None
     prescription: Prescription | None = None
     prescription_confirmed: bool = False
+    prescription_mismatch: list[str] = field(default_factory=list)
+    """Traits (``birth_name``, ``first_names``, ``birth_date``) by which the prescription's patient
+    differs from the identified one; confirming needs the pharmacist's decision first."""
+    prescription_patient_accepted: bool = False
     prescription_degraded: bool = False
     entered_lines: list[PrescriptionLine] = field(default_factory=list)
     renewal: int = 0

@@ -37,7 +37,7 @@ from pathlib import Path
 from appliance.products import ProductTable
 from appliance.store import audit, numbering
 from appliance.store.database import open_database, rows
-from appliance.store.records import CounterRecords
+from appliance.store.records import BOX_ID_KEY, CounterRecords
 from appliance.store.sealing import FieldCipher
 from appliance.workflow.events import Started
 from appliance.workflow.machine import Counter
@@ -240,17 +240,10 @@ def check_store(tmp: Path, handed: dict[int, Handed], logged_batches: set[int], 
                 "SELECT claim_id, step1 FROM execution_data WHERE prescription_id = ? AND renewal = ?", (pid, renewal)
             ).fetchall()
             assert execution == [(claim["id"], "queued")], f"claim {number}: execution data {execution}"
-            keys = {
-                str(r[0])
-                for r in conn.execute(
-                    "SELECT key FROM outbox WHERE key IN (?, ?)",
-                    (
-                        f"exec1:{pid}:{renewal}",
-                        f"fetch:{pid}",
-                    ),
-                )
-            }
-            assert keys == {f"exec1:{pid}:{renewal}", f"fetch:{pid}"}, f"claim {number}: outbox has only {keys}"
+            box = conn.execute("SELECT value FROM pharmacy WHERE key = ?", (BOX_ID_KEY,)).fetchone()[0]
+            wanted = {f"exec1:{box}:{pid}:{renewal}", f"fetch:{pid}"}
+            keys = {str(r[0]) for r in conn.execute("SELECT key FROM outbox WHERE key IN (?, ?)", tuple(wanted))}
+            assert keys == wanted, f"claim {number}: outbox has only {keys}"
             claims[number] = (str(pid), tuple(str(line["serial"]) for line in lines))
 
         # Nothing of a claim without the claim: no orphan dispensation, prescription or execution data.

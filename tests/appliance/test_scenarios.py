@@ -41,6 +41,7 @@ def test_there_is_a_scenario_for_each_case_the_issue_names() -> None:
         "boxes-refused",
         "prescription-twice",
         "batch-rejected",
+        "batch-resubmitted",
     } <= names
 
 
@@ -50,6 +51,25 @@ def test_every_expectation_of_the_scenario_holds(script: Path, tmp_path: Path) -
     assert transcript["failures"] == []
     assert status == 0
     assert all(entry.get("holds", True) for entry in transcript["transcript"])
+
+
+def test_claims_sent_again_keep_their_numbers_and_no_number_is_skipped(tmp_path: Path) -> None:
+    """batch-resubmitted: batch 1 refused, its two claims sent again in batch 2 with a third one."""
+    db = tmp_path / "counter.db"
+    status, _ = play(Path("docs/scenarios/batch-resubmitted.jsonl"), tmp_path, db=db)
+    assert status == 0
+    with sqlite3.connect(db) as conn:
+        claims = [r[0] for r in conn.execute("SELECT number FROM claims ORDER BY number")]
+        batches = [r[0] for r in conn.execute("SELECT number FROM batches ORDER BY number")]
+        series = dict(conn.execute("SELECT series, last FROM numbering").fetchall())
+        trips = conn.execute("SELECT count(*) FROM claim_resubmissions").fetchone()[0]
+        rejections = conn.execute("SELECT count(*) FROM rejections").fetchone()[0]
+        statuses = {r[0] for r in conn.execute("SELECT status FROM claims")}
+    assert claims == [1, 2, 3] and series["claim"] == 3, "gapless: every number handed out is a claim"
+    assert batches == [1, 2] and series["batch"] == 2, "sequential batches, none opened for nothing"
+    assert trips == 2 and rejections == 2 and statuses == {"accepted"}
+    verify = [*COMPTOIR, "audit", "verify", "--db", str(db)]
+    assert subprocess.run(verify, capture_output=True, timeout=60, check=False).returncode == 0
 
 
 def test_the_apcv_patient_with_prescription_and_mutuelle_has_nothing_to_pay(tmp_path: Path) -> None:

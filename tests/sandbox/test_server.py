@@ -243,6 +243,40 @@ def test_negative_acknowledgement_with_a_reason(http: httpx.Client, claim: dict[
     assert http.get("/claims/remittances").json() == {"remittances": []}
 
 
+def test_a_claim_refused_for_its_fund_goes_again_in_a_new_batch_with_its_number(http: httpx.Client) -> None:
+    """arl-rejected: her card names her former fund; the register (ADRi) her current one. The same claim
+    number, addressed to the right fund, is accepted in a later batch; a number already accepted is a
+    duplicate."""
+    julie = pop.person("arl-rejected")
+    assert julie.card_amo.fund == "751" != julie.amo.fund == "311"
+    to_card = {**_claim("arl-rejected", "301"), "amo_regime": julie.card_amo.regime, "amo_fund": julie.card_amo.fund}
+    first = http.post(
+        "/claims/batches", json={"batch_number": "1", "claims": [to_card]}, headers={"Idempotency-Key": "l1"}
+    )
+    assert first.json()["ack"] == "negative"
+    assert first.json()["rejected_claims"][0]["reason"] == pop.CLAIM_REJECTIONS["arl-negative"][0]
+    fixed = {**to_card, "amo_fund": julie.amo.fund}
+    again = http.post(
+        "/claims/batches",
+        json={"batch_number": "2", "claims": [fixed, _claim("durand", "302")]},
+        headers={"Idempotency-Key": "l2"},
+    )
+    assert again.status_code == 201 and again.json()["ack"] == "positive", again.json()
+    paid = [c["claim_number"] for r in http.get("/claims/remittances").json()["remittances"] for c in r["claims"]]
+    assert "301" in paid
+    twice = http.post(
+        "/claims/batches", json={"batch_number": "3", "claims": [fixed]}, headers={"Idempotency-Key": "l3"}
+    )
+    refused = twice.json()
+    assert refused["ack"] == "negative" and "doublon" in refused["rejected_claims"][0]["reason"]
+    assert "lot 2" in refused["rejected_claims"][0]["reason"]
+    other = {**_claim("durand", "303"), "amo_fund": "999"}  # any beneficiary, addressed to a fund not theirs
+    wrong = http.post(
+        "/claims/batches", json={"batch_number": "4", "claims": [other]}, headers={"Idempotency-Key": "l4"}
+    )
+    assert wrong.json()["ack"] == "negative"
+
+
 def test_dmp_accepts_only_a_qualified_test_ins(http: httpx.Client) -> None:
     ins = pop.person("durand").ins
     assert ins is not None

@@ -104,6 +104,7 @@ def screens(config: KioskConfig, out: Path) -> dict[str, Any]:
 
     vm = KioskViewModel(None)
     vm.set_operators(["alice", "bruno"])
+    vm.products = [("DOLIPRANE 1000 mg cp B/8", "3400930000120"), ("AMOXICILLINE BIOGARAN 1 g cp B/6", "3400930000649")]
 
     def script(driver: Any, result: dict[str, Any]) -> Script:
         yield 0.3
@@ -116,8 +117,12 @@ def screens(config: KioskConfig, out: Path) -> dict[str, Any]:
             vm._settle_busy()
             if state.panel == "claims":  # the list reaches an open, unlocked panel only
                 vm.panel_open, vm.unlocked, vm.operator_name = True, True, "alice"
-            outcome = Outcome(state.accepted, Step(state.view["step"]), state.message)
-            vm.finished(Result(state.kind, outcome, state.view))
+            step = Step(state.view["step"])
+            if not state.accepted:  # a refusal comes on the step the kiosk was showing
+                vm.finished(Result("scan", Outcome(True, step, None), state.view))
+            vm.finished(Result(state.kind, Outcome(state.accepted, step, state.message), state.view))
+            if state.panel is None and vm.panel_open:
+                vm.close_panel()  # opened by itself on a pending act: the patient's screen is the subject
             if state.busy:
                 vm.began("scan")
                 vm.waiting, vm.progress = True, 0.4
@@ -132,6 +137,8 @@ def screens(config: KioskConfig, out: Path) -> dict[str, Any]:
                 vm.choose_operator("alice")
                 vm.pin.press("2")
                 vm.pin.press("4")
+            for name, value in state.extra.items():
+                setattr(vm, name, value)
             yield 0.1
             png = driver.screenshot(out / f"{state.name}.png")
             facts = widget_facts(driver)

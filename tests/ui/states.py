@@ -11,7 +11,10 @@ BASE: dict[str, Any] = {
     "step": "attract",
     "online": True,
     "operator": False,
+    "operator_name": None,
     "cps": False,
+    "pending_act": None,
+    "pharmacist_needed": None,
     "beneficiaries": [],
     "patient": None,
     "identity_choices": 0,
@@ -19,6 +22,10 @@ BASE: dict[str, Any] = {
     "traits_to_confirm": [],
     "traits_differences": [],
     "qualification_prompt": False,
+    "identity_doubtful": False,
+    "minor": False,
+    "documents": [],
+    "guardian_documents": [],
     "ins_status": None,
     "rights": {"amo": None, "amc": None},
     "prescription": None,
@@ -46,6 +53,9 @@ RX = {
     "renewal": 0,
     "degraded": False,
     "confirmed": False,
+    "patient": {"first_names": "MARIE", "birth_name": "DURAND", "birth_date": "12/03/1968"},
+    "mismatch": [],
+    "patient_accepted": False,
 }
 LINES = [
     {"line": 1, "label": "DOLIPRANE 1000 mg cp B/8", "quantity": 2, "dispensed": 1, "ald": False},
@@ -61,6 +71,75 @@ GAPS = [
     {"line": 1, "kind": "quantity", "prescribed": 2, "dispensed": 1},
     {"line": 2, "kind": "substitution", "prescribed": "3400930000649", "dispensed": "3400930000779"},
 ]
+
+
+WAITING_FOR = {
+    "choose-identity": "Le pharmacien vérifie votre identité…",
+    "confirm-traits": "Le pharmacien vérifie votre identité…",
+    "identity-document": "Le pharmacien vérifie votre pièce d'identité…",
+    "prescription-patient": "Le pharmacien vérifie votre ordonnance…",
+    "enter-lines": "Le pharmacien saisit votre ordonnance…",
+    "confirm-prescription": "Le pharmacien vérifie votre ordonnance…",
+    "assign-box": "Le pharmacien vérifie vos boîtes…",
+    "validate": "Le pharmacien contrôle la délivrance…",
+}
+"""The core's sentences by pending act (``appliance.workflow.messages.WAITING_FOR``)."""
+ADULT_DOCUMENTS = [
+    {"code": "passeport", "label": "Passeport"},
+    {"code": "cni", "label": "Carte nationale d'identité"},
+    {"code": "titre-sejour", "label": "Titre de séjour"},
+]
+MINOR_DOCUMENTS = [
+    *ADULT_DOCUMENTS,
+    {"code": "livret-famille", "label": "Livret de famille"},
+    {"code": "acte-naissance", "label": "Extrait d'acte de naissance"},
+]
+LEA = {"first_names": "LEA", "birth_name": "MARTIN", "birth_date": "14/02/2012"}
+HOMONYMS = [
+    {"first_names": "NADIA", "birth_name": "PETIT", "sex": "F", "birth_date": "04/07/1990", "birth_place": "13055"},
+    {"first_names": "NADIA", "birth_name": "PETIT", "sex": "F", "birth_date": "04/07/1990", "birth_place": "69123"},
+]
+TRAITS = [{"trait": "birth_name", "label": "Nom de naissance", "on_file": "DURANT", "now": "DURAND"}]
+
+
+def pending(act: str, **changes: Any) -> dict[str, Any]:
+    """A view that waits for the pharmacist's act ``act``."""
+    return view(pending_act=act, pharmacist_needed=WAITING_FOR[act], **changes)
+
+
+def document_check(*, minor: bool = False, **changes: Any) -> dict[str, Any]:
+    return pending(
+        "identity-document",
+        step="identity",
+        patient=LEA if minor else PATIENT,
+        qualification_prompt=True,
+        ins_status="RECUP",
+        minor=minor,
+        documents=MINOR_DOCUMENTS if minor else ADULT_DOCUMENTS,
+        guardian_documents=ADULT_DOCUMENTS if minor else [],
+        **changes,
+    )
+
+
+def prescription_to_confirm(**changes: Any) -> dict[str, Any]:
+    return pending(
+        "confirm-prescription",
+        step="prescription",
+        patient=PATIENT,
+        rights={"amo": AMO, "amc": AMC},
+        prescription=RX,
+        lines=2,
+        line_list=[dict(line, dispensed=0) for line in LINES],
+        **changes,
+    )
+
+
+OTHER_PATIENT = dict(
+    RX,
+    renewals=0,
+    patient={"first_names": "MARIE", "birth_name": "DURAND", "birth_date": "03/05/1970"},
+    mismatch=["Date de naissance"],
+)
 
 
 INTERRUPTED = {
@@ -84,8 +163,7 @@ def _claim(
         "patient": total - amo - amc,
         "to_pay": total - amo - amc,
         "operator": "alice",
-        "first_names": first,
-        "birth_name": last,
+        "initials": f"{first[0]}. {last[0]}.",
         "status": "pending",
         "interrupted": False,
     } | more
@@ -163,50 +241,33 @@ STATES = [
     ),
     ScreenState(
         "identity-choices",
-        view(
-            step="identity",
-            identity_choices=2,
-            identity_choice_list=[
-                {
-                    "first_names": "NADIA",
-                    "birth_name": "PETIT",
-                    "sex": "F",
-                    "birth_date": "04/07/1990",
-                    "birth_place": "13055",
-                },
-                {
-                    "first_names": "NADIA",
-                    "birth_name": "PETIT",
-                    "sex": "F",
-                    "birth_date": "04/07/1990",
-                    "birth_place": "69123",
-                },
-            ],
-        ),
+        pending("choose-identity", step="identity", identity_choices=2, identity_choice_list=HOMONYMS),
         "identity",
-        "Plusieurs identités : le pharmacien choisit",
-        "choose_identity:1",
+        "Le pharmacien vérifie votre identité…",
+        "open_panel",
+        "secondary",
     ),
     ScreenState(
         "identity-traits",
-        view(
+        pending(
+            "confirm-traits",
             step="identity",
             patient=PATIENT,
             traits_to_confirm=["birth_name"],
-            traits_differences=[
-                {"trait": "birth_name", "label": "Nom de naissance", "on_file": "DURANT", "now": "DURAND"}
-            ],
+            traits_differences=TRAITS,
         ),
         "identity",
-        "Nom de naissance : DURANT, devient DURAND",
-        "confirm_traits",
+        "Le pharmacien vérifie votre identité…",
+        "cancel",
+        "danger",
     ),
     ScreenState(
         "identity-qualification",
-        view(step="identity", patient=PATIENT, qualification_prompt=True, ins_status="RECUP"),
+        document_check(),
         "identity",
-        "Pièce d'identité présentée et conforme ?",
-        "document_checked",
+        "Présentez votre pièce d'identité au pharmacien.",
+        "open_panel",
+        "secondary",
     ),
     ScreenState(
         "rights",
@@ -219,17 +280,11 @@ STATES = [
     ),
     ScreenState(
         "prescription",
-        view(
-            step="prescription",
-            patient=PATIENT,
-            rights={"amo": AMO, "amc": AMC},
-            prescription=RX,
-            lines=2,
-            line_list=[dict(line, dispensed=0) for line in LINES],
-        ),
+        prescription_to_confirm(),
         "prescription",
-        "2 × DOLIPRANE 1000 mg cp B/8",
-        "confirm_prescription",
+        "Au nom de Marie DURAND, 12/03/1968",
+        "open_panel",
+        "secondary",
     ),
     ScreenState(
         "prescription-dispensed",
@@ -260,7 +315,8 @@ STATES = [
     ),
     ScreenState(
         "control",
-        view(
+        pending(
+            "validate",
             step="control",
             patient=PATIENT,
             prescription=dict(RX, confirmed=True),
@@ -271,8 +327,9 @@ STATES = [
             discrepancies=GAPS,
         ),
         "control",
-        "2 écart(s) à contrôler",
-        "validate",
+        "Marie Claire DURAND, 12/03/1968",
+        "cancel",
+        "danger",
         message="2 écart(s) à contrôler",
     ),
     ScreenState(
@@ -303,12 +360,13 @@ STATES = [
     ),
     ScreenState(
         "offline",
-        view(
+        pending(
+            "enter-lines",
             step="prescription",
             online=False,
             patient=PATIENT,
             rights={"amo": dict(AMO, source="card"), "amc": None},
-            prescription=dict(RX, degraded=True, prescriber="", prescribed_on=""),
+            prescription=dict(RX, degraded=True, prescriber="", prescribed_on="", patient=None),
             later=["la recherche INSi", "l'ordonnance numérique"],
         ),
         "prescription",
@@ -320,18 +378,24 @@ STATES = [
     ),
     ScreenState(
         "panel-operators",
-        view(step="control", patient=PATIENT),
-        "control",
-        "Qui êtes-vous ?",
+        document_check(),
+        "identity",
+        "Le pharmacien vérifie votre pièce d'identité…",
         "operator:alice",
         panel="operators",
     ),
     ScreenState(
-        "panel-pin", view(step="control", patient=PATIENT), "control", "Code personnel de alice", "pin:ok", panel="pin"
+        "panel-pin",
+        pending("validate", step="control", patient=PATIENT),
+        "control",
+        "Code personnel de alice",
+        "pin:ok",
+        panel="pin",
     ),
     ScreenState(
         "panel-work",
-        view(
+        pending(
+            "validate",
             step="control",
             patient=PATIENT,
             prescription=dict(RX, confirmed=True),
@@ -346,6 +410,121 @@ STATES = [
         "control",
         "Ligne 1 : 1 boîte(s) délivrée(s) sur 2 prescrite(s)",
         "validate",
+        panel="work",
+    ),
+    ScreenState(
+        "panel-homonyms",
+        pending("choose-identity", step="identity", identity_choices=2, identity_choice_list=HOMONYMS, operator=True),
+        "identity",
+        "Nadia PETIT, femme, née le 04/07/1990 (69123)",
+        "choose_identity:1",
+        message="Plusieurs identités trouvées : le pharmacien choisit",
+        panel="work",
+    ),
+    ScreenState(
+        "panel-traits",
+        pending(
+            "confirm-traits",
+            step="identity",
+            patient=PATIENT,
+            traits_to_confirm=["birth_name"],
+            traits_differences=TRAITS,
+            operator=True,
+        ),
+        "identity",
+        "Nom de naissance : DURANT (dossier), DURAND (INS)",
+        "confirm_traits",
+        panel="work",
+    ),
+    ScreenState(
+        "panel-document",
+        document_check(operator=True),
+        "identity",
+        "Pièce d'identité présentée et conforme aux traits INS :",
+        "document:passeport",
+        message="Bonjour alice",
+        kind="intent:login",
+        panel="work",
+    ),
+    ScreenState(
+        "panel-document-minor",
+        document_check(minor=True, operator=True),
+        "identity",
+        "Acte de naissance",
+        "document:livret-famille",
+        message="Bonjour alice",
+        kind="intent:login",
+        panel="work",
+    ),
+    ScreenState(
+        "panel-guardian",
+        document_check(minor=True, operator=True),
+        "identity",
+        "Livret de famille : pièce d'identité du représentant légal",
+        "guardian:cni",
+        panel="work",
+        extra={"guardian_for": "livret-famille"},
+    ),
+    ScreenState(
+        "panel-prescription",
+        prescription_to_confirm(operator=True),
+        "prescription",
+        "2 × DOLIPRANE 1000 mg cp B/8",
+        "confirm_prescription",
+        message="Ordonnance du 10/06/2026 : 2 ligne(s)",
+        panel="work",
+    ),
+    ScreenState(
+        "panel-prescription-patient",
+        pending(
+            "prescription-patient",
+            step="prescription",
+            patient=PATIENT,
+            prescription=OTHER_PATIENT,
+            lines=2,
+            line_list=[dict(line, dispensed=0) for line in LINES],
+            operator=True,
+        ),
+        "prescription",
+        "Sur l'ordonnance : Marie DURAND, 03/05/1970",
+        "accept_prescription_patient",
+        message="Ordonnance au nom d'un autre patient : le pharmacien décide",
+        panel="work",
+    ),
+    ScreenState(
+        "panel-enter-lines",
+        pending(
+            "enter-lines",
+            step="prescription",
+            online=False,
+            patient=PATIENT,
+            prescription=dict(RX, degraded=True, prescriber="", prescribed_on="", renewals=0, patient=None),
+            later=["l'ordonnance numérique"],
+            operator=True,
+        ),
+        "prescription",
+        "Ordonnance papier : saisissez les lignes",
+        "enter_line:0",
+        "secondary",
+        panel="work",
+    ),
+    ScreenState(
+        "panel-assign-box",
+        pending(
+            "assign-box",
+            step="dispensation",
+            patient=PATIENT,
+            prescription=dict(RX, confirmed=True),
+            lines=2,
+            line_list=[LINES[0], dict(LINES[1], dispensed=0)],
+            boxes=2,
+            box_list=[BOXES[0], dict(BOXES[1], line=None, substitution=False)],
+            operator=True,
+        ),
+        "dispensation",
+        "CLAMOXYL 1 g cp B/6 : à quelle ligne ?",
+        "assign_box:2",
+        message="CLAMOXYL 1 g cp B/6 : à quelle ligne correspond cette boîte ?",
         panel="work",
     ),
     ScreenState(

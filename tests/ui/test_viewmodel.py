@@ -10,7 +10,20 @@ import pytest
 from appliance.products import ProductTable
 from appliance.workflow.machine import Counter, Outcome
 from appliance.workflow.session import Step
-from tests.ui.states import BASE, CLAIMS, INTERRUPTED, STATES, view
+from appliance.workflow import messages as msg
+from tests.ui.states import (
+    BASE,
+    CLAIMS,
+    INTERRUPTED,
+    LINES,
+    OTHER_PATIENT,
+    PATIENT,
+    STATES,
+    document_check,
+    pending,
+    prescription_to_confirm,
+    view,
+)
 from ui.controller import Result
 
 if TYPE_CHECKING:
@@ -74,10 +87,8 @@ def test_what_the_screens_are_given(kiosk: Any) -> None:
         "Hugo MARTIN",
     ]
     vm.finished(result(by_name["identity-choices"].view))
-    assert vm.identity_title == "Plusieurs identités : le pharmacien choisit"
-    assert (
-        "née" not in vm.identity_choices[0]["text"] and "né(e) le 04/07/1990 (13055)" in vm.identity_choices[0]["text"]
-    )
+    assert vm.pharmacist_needed == "Le pharmacien vérifie votre identité…"
+    assert vm.identity_choices[0]["text"] == "Nadia PETIT, femme, née le 04/07/1990 (13055)"
     vm.finished(result(by_name["rights"].view))
     assert vm.amo_ok and vm.amo_text == "Assurance Maladie : droits ouverts jusqu'au 31/12/2029"
     assert not vm.amc_ok and vm.amc_text == "Attestation mutuelle expirée le 31/12/2025"
@@ -192,13 +203,14 @@ def test_a_wrong_pin_keeps_the_panel_locked(kiosk: Any) -> None:
 def test_validation_asks_the_pin_again_and_closes_the_panel_once_billed(kiosk: Any) -> None:
     vm, actions, _ = kiosk
     vm.unlocked, vm.operator_name = True, "alice"
-    vm.finished(result(view(step="control")))
+    vm.finished(result(view(step="control", operator=True)))
     vm.validate_pressed()
     assert vm.panel_open and vm.pin_for == "validate"
     vm.pin.press("2")
     vm.submit_pin()
     assert actions.sent[-1] == ("validate", {"operator": "alice", "pin": "2"})
-    vm.finished(result(view(step="payment", amounts={"total": 1, "amo": 0, "amc": 0, "to_pay": 0}), "intent:validate"))
+    billed = view(step="payment", operator=True, amounts={"total": 1, "amo": 0, "amc": 0, "to_pay": 0})
+    vm.finished(result(billed, "intent:validate"))
     assert not vm.panel_open and vm.screen == "payment" and vm.to_pay_text == "Rien à payer"
 
 
@@ -277,7 +289,7 @@ def test_a_start_after_a_cut_off_bill_opens_the_panel_then_the_list_after_login(
 
     assert vm.claims_open
     first = vm.recent_claims[0]
-    assert first["text"] == "[b]N° 12[/b]   11:02   Marie Claire DURAND"
+    assert first["text"] == "[b]N° 12[/b]   11:02   M. D."
     assert first["detail"] == ("Total 23,45\u00a0€ · AMO 15,00\u00a0€ · AMC 5,00\u00a0€ · patient 3,45\u00a0€ · alice")
     assert first["gap"] and not any(row["gap"] for row in vm.recent_claims[1:])
     assert vm.recent_claims[-1]["text"].startswith("[b]N° 8[/b]   14/06/2026 17:45")
@@ -367,3 +379,212 @@ def test_the_names_are_dropped_as_soon_as_the_panel_closes(kiosk: Any) -> None:
     vm.close_panel()
     vm.finished(result(view(operator=True, recent_claims=CLAIMS), "tick"))  # the core still holds them
     assert not vm.claims_open and list(vm.recent_claims) == []
+
+
+# ---------------------------------------------------------------------------------------------- professional acts
+def _unlock(vm: Any, name: str = "alice") -> None:
+    vm.choose_operator(name)
+    vm.pin.press("2")
+    vm.submit_pin()
+    vm.finished(result(dict(vm._view, operator=True, operator_name=name), "intent:login", f"Bonjour {name}"))
+
+
+def test_a_pending_act_opens_the_panel_on_its_login_then_closes_it_once_done(kiosk: Any) -> None:
+    vm, actions, _ = kiosk
+    vm.finished(result(document_check(), "intent:choose_beneficiary"))
+    assert vm.screen == "identity" and vm.pharmacist_needed == "Le pharmacien vérifie votre pièce d'identité…"
+    assert vm.panel_open and not vm.unlocked and vm.pin_for == ""  # the operators' list first
+    _unlock(vm)
+    assert vm.unlocked and vm.pending_act == "identity-document"
+    vm.document_chosen("passeport")
+    assert actions.sent[-1] == ("document_checked", {"document": "passeport"})
+    vm.finished(result(view(step="rights", patient=PATIENT, operator=True), "intent:document_checked"))
+    assert not vm.panel_open and vm.unlocked and vm.screen == "rights"  # the patient sees their rights
+    vm.finished(result(prescription_to_confirm(operator=True), "scan"))
+    assert vm.panel_open and vm.pin_for == "" and vm.unlocked  # straight to the act: still logged in
+    assert [a["intent"] for a in vm.work_actions] == ["cancel", "reject_prescription", "confirm_prescription"]
+    vm.work_action("confirm_prescription")
+    assert actions.sent[-1] == ("confirm_prescription", {"renewal": 0})
+
+
+def test_a_pending_act_opens_the_cps_pad_when_a_card_is_in_the_reader(kiosk: Any) -> None:
+    vm, _, _ = kiosk
+    vm.verify_cps = lambda pin: None
+    vm.cps_holder = "Alice Martin"
+    vm.finished(result(pending("validate", step="control", patient=PATIENT), "intent:continue"))
+    assert vm.panel_open and vm.pin_for == "cps"
+
+
+def test_a_panel_opened_by_hand_stays_open_after_the_act(kiosk: Any) -> None:
+    vm, _, _ = kiosk
+    vm.finished(result(view(step="rights", patient=PATIENT)))
+    vm.open_panel()
+    _unlock(vm)
+    vm.finished(result(prescription_to_confirm(operator=True), "scan"))
+    vm.finished(result(view(step="dispensation", patient=PATIENT, operator=True), "intent:confirm_prescription"))
+    assert vm.panel_open
+
+
+def test_no_professional_act_is_sent_without_a_login(kiosk: Any) -> None:
+    vm, actions, _ = kiosk
+    vm.finished(result(document_check(minor=True)))
+    vm.close_panel()
+    vm.choose_identity(0)
+    vm.document_chosen("cni")
+    vm.document_chosen("refused")
+    vm.confirm_prescription()
+    vm.assign_box(1)
+    vm.annotate("Patient informé de l'écart")
+    vm.enter_line("DOLIPRANE", "3400930000120")
+    for intent in ("confirm_traits", "accept_prescription_patient", "reject_prescription", "remove_box", "validate"):
+        vm.work_action(intent)
+    assert actions.sent == []
+    assert vm.message == msg.PROFESSIONAL_NEEDED and not vm.message_ok
+    assert vm.panel_open and not vm.unlocked and vm.pin_for == ""  # on the login
+
+
+def test_the_documents_an_adult_may_show(kiosk: Any) -> None:
+    vm, actions, _ = kiosk
+    vm.finished(result(document_check(operator=True)))
+    assert [(d["index"], d["text"]) for d in vm.documents] == [
+        ("passeport", "Passeport"),
+        ("cni", "Carte d'identité"),
+        ("titre-sejour", "Titre de séjour"),
+        ("absent", "Pas de pièce"),
+        ("refused", "Refus du patient"),
+        ("contradicts", "Pièce non conforme"),
+    ]
+    assert [d.get("intent") for d in vm.documents[3:]] == [
+        "document_absent",
+        "document_refused",
+        "document_contradicts",
+    ]
+    assert vm.guardian_documents == [] and not vm.minor
+    _unlock(vm)
+    for answer in ("absent", "refused", "contradicts"):
+        vm.document_chosen(answer)
+    assert [name for name, _ in actions.sent[-3:]] == ["document_absent", "document_refused", "document_contradicts"]
+
+
+def test_a_minors_family_record_comes_with_the_guardians_document(kiosk: Any) -> None:
+    vm, actions, _ = kiosk
+    vm.finished(result(document_check(minor=True)))
+    _unlock(vm)
+    assert vm.minor and [d["index"] for d in vm.documents][:5] == [
+        "passeport",
+        "cni",
+        "titre-sejour",
+        "livret-famille",
+        "acte-naissance",
+    ]
+    assert "moins de 18 ans" in vm.work_title
+    sent = len(actions.sent)
+    vm.document_chosen("livret-famille")
+    assert len(actions.sent) == sent and vm.guardian_for == "livret-famille"
+    assert "représentant légal" in vm.work_title
+    assert [g["index"] for g in vm.guardian_documents] == ["passeport", "cni", "titre-sejour", "back"]
+    vm.guardian_chosen("back")
+    assert vm.guardian_for == "" and len(actions.sent) == sent
+    vm.document_chosen("acte-naissance")
+    vm.guardian_chosen("cni")
+    assert actions.sent[-1] == ("document_checked", {"document": "acte-naissance", "guardian_document": "cni"})
+    assert vm.guardian_for == ""
+
+
+def test_the_prescription_patient_is_shown_to_both_and_compared_on_the_panel(kiosk: Any) -> None:
+    vm, actions, _ = kiosk
+    mismatch = pending(
+        "prescription-patient",
+        step="prescription",
+        patient=PATIENT,
+        prescription=OTHER_PATIENT,
+        lines=2,
+        line_list=[dict(line, dispensed=0) for line in LINES],
+        operator=True,
+    )
+    vm.finished(result(mismatch, "scan", msg.PRESCRIPTION_OTHER_PATIENT))
+    assert vm.prescription_patient == "Marie DURAND, 03/05/1970"
+    assert [row["text"] for row in vm.prescription_rows] == [
+        "Sur l'ordonnance : Marie DURAND, 03/05/1970",
+        "Patient identifié : Marie Claire DURAND, 12/03/1968",
+        "Diffère : Date de naissance",
+    ]
+    _unlock(vm)
+    assert [a["intent"] for a in vm.work_actions] == ["cancel", "reject_prescription", "accept_prescription_patient"]
+    vm.work_action("accept_prescription_patient")
+    assert actions.sent[-1] == ("accept_prescription_patient", {})
+    vm.finished(result(prescription_to_confirm(operator=True), "scan"))
+    assert vm.prescription_rows == [] and vm.prescription_patient == "Marie DURAND, 12/03/1968"
+
+
+def test_a_box_is_assigned_to_a_line_on_the_panel_with_its_serial(kiosk: Any) -> None:
+    vm, actions, _ = kiosk
+    boxes = [
+        {
+            "name": "CLAMOXYL",
+            "cip13": "3400930000779",
+            "serial": "S9",
+            "expiry": "",
+            "line": None,
+            "substitution": False,
+        }
+    ]
+    state = pending(
+        "assign-box", step="dispensation", patient=PATIENT, lines=2, line_list=LINES, boxes=1, box_list=boxes
+    )
+    vm.finished(result(state, "scan", "CLAMOXYL : à quelle ligne correspond cette boîte ?"))
+    _unlock(vm)
+    vm.assign_box(2)
+    assert actions.sent[-1] == ("assign_box", {"line": 2, "serial": "S9"})
+    vm.work_action("remove_box")
+    assert actions.sent[-1] == ("remove_box", {"serial": "S9"})
+
+
+def test_a_refused_event_leaves_the_screen_where_it_was(kiosk: Any) -> None:
+    """Even when the projection that came back with the refusal has moved on (the core rolls a refused
+    event back; the kiosk does not count on it)."""
+    vm, _, clock = kiosk
+    rights = view(step="rights", patient=PATIENT)
+    vm.finished(result(rights, "scan"))
+    moved = view(step="identity", patient={"first_names": "LEA", "birth_name": "MARTIN", "birth_date": "14/02/2012"})
+    vm.finished(result(moved, "card-inserted", msg.NOT_NOW.format(what=msg.EXPECTED["rights"]), ok=False))
+    assert (vm.step, vm.screen, vm.greeting) == ("rights", "rights", "Bonjour Marie")
+    assert vm.message.startswith("Ce n'est pas le moment") and not vm.message_ok
+    assert not vm.panel_open
+    # on the thank-you screen too: the receipt stays up
+    vm.finished(result(view(receipt=["Facture n° 3"]), "intent:close", "Merci, à bientôt"))
+    vm.finished(result(view(step="identity", patient=PATIENT), "card-inserted", "Carte illisible", ok=False))
+    assert vm.screen == "thanks" and vm.receipt == ["Facture n° 3"]
+    clock.now += 6
+    vm.refresh()
+    assert vm.screen == "attract"
+
+
+def test_a_refused_event_still_reports_the_network_and_the_login(kiosk: Any) -> None:
+    vm, _, _ = kiosk
+    vm.finished(result(view(step="rights", patient=PATIENT, operator=True)))
+    vm.unlocked = True
+    vm.finished(result(view(step="rights", patient=PATIENT, online=False, operator=False), "scan", "Refusé", ok=False))
+    assert not vm.online and vm.offline_text == "Hors ligne"
+    assert not vm.unlocked  # the core had ended the login meanwhile
+
+
+def test_the_core_ending_the_login_locks_the_panel(kiosk: Any) -> None:
+    vm, actions, _ = kiosk
+    vm.finished(result(document_check()))
+    _unlock(vm)
+    assert vm.panel_open and vm.unlocked
+    sent = len(actions.sent)
+    vm.finished(result(document_check(operator=False), "tick", msg.OPERATOR_TIMEOUT))
+    assert not vm.unlocked and not vm.panel_open and vm.operator_name == ""
+    assert len(actions.sent) == sent  # no logout to send: the core already ended it
+    assert vm.message == msg.OPERATOR_TIMEOUT
+
+
+def test_the_last_claims_show_initials_only(kiosk: Any) -> None:
+    vm, _, _ = kiosk
+    vm.panel_open, vm.unlocked = True, True
+    vm.finished(result(view(operator=True, recent_claims=CLAIMS), "intent:recent_claims"))
+    texts = [row["text"] + row["detail"] for row in vm.recent_claims]
+    assert [t.split("   ")[2].split("[")[0].rstrip("\n") for t in texts][:3] == ["M. D.", "J. M.", "N. P."]
+    assert not any(name in " ".join(texts) for name in ("DURAND", "Marie", "MARTIN", "PETIT", "Nadia"))

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+
+from appliance.store import open_database
+from appliance.store.operators import MAX_FAILED_ATTEMPTS, AuthenticationError, OperatorLocked, authenticate
 
 
 def run(*args: str, stdin: str = "", env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -158,3 +163,39 @@ def test_an_operator_added_with_an_rpps_can_log_in_with_their_cps(paths: tuple[P
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT name FROM operators WHERE rpps = '10001234567'").fetchall() == [("Camille",)]
         assert conn.execute("SELECT count(*) FROM operators WHERE name = 'Dominique'").fetchone() == (0,)
+
+
+def test_operator_unlock_lifts_a_lock_and_is_audited(paths: tuple[Path, Path]) -> None:
+    db, _ = paths
+    added = run(
+        "operator", "add", "--db", str(db), "--name", "Marie", "--role", "pharmacien", "--pin-stdin", stdin="4821\n"
+    )  # fmt: skip
+    assert added.returncode == 0, added.stderr
+    store = open_database(db)
+    try:
+        now = time.time()
+        for _ in range(MAX_FAILED_ATTEMPTS):
+            with pytest.raises(AuthenticationError):
+                authenticate(store, 1, "0000", now=now)
+        with pytest.raises(OperatorLocked):
+            authenticate(store, 1, "4821", now=now)
+    finally:
+        store.close()
+    unlocked = run("operator", "unlock", "marie", "--db", str(db), "--reason", "locked out by a patient")
+    assert unlocked.returncode == 0, unlocked.stderr
+    assert "operator 1 (Marie) unlocked" in unlocked.stdout
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT failed_attempts, locked_until FROM operators").fetchall() == [(0, None)]
+        row = conn.execute(
+            "SELECT operator_id, action, subject, details FROM audit_journal ORDER BY seq DESC"
+        ).fetchone()
+    assert row[:3] == (None, "operator.unlocked", "operator:1")
+    details = json.loads(row[3])
+    assert details == {"reason": "locked out by a patient", "consecutive_failures": 5, "locked_until": now + 60}
+
+    again = run("operator", "unlock", "Marie", env={"COMPTOIR_DB": str(db)})
+    assert again.returncode == 0 and "was not locked" in again.stdout
+    unknown = run("operator", "unlock", "Paul", "--db", str(db))
+    assert unknown.returncode == 1 and "no active operator named 'Paul'" in unknown.stderr
+    assert "Traceback" not in unknown.stderr
+    assert run("audit", "verify", "--db", str(db)).returncode == 0

@@ -82,6 +82,9 @@ class Box:
         from sandbox.population import CASES, PEOPLE
 
         person = PEOPLE[CASES[case].members[0]]
+        logged_in = self.counter.operator is None
+        if logged_in:  # the professional acts of a session need someone at the panel
+            self._ok(self.intent("login", operator="alice", pin=PIN))
         card = CardInserted((person.beneficiary,), {person.beneficiary.nir: person.amo}, START.date())
         self._ok(self.send(card))
         self.sessions += 1
@@ -97,6 +100,8 @@ class Box:
         assert outcome.step is Step.PAYMENT, outcome
         number = self.counter.session.claim_number
         assert number is not None
+        if logged_in:
+            self._ok(self.intent("logout"))
         return number
 
     def _scan(self, text: str) -> Outcome:

@@ -7,11 +7,13 @@ Counter on the same SQLite file, as after a power cut.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 
 from appliance.store import audit
 from appliance.store.recent_claims import RECOVERY_WINDOW_S, SHOWN_SETTING
 from appliance.workflow.events import ResultShown, Started
+from sandbox.population import CASES, PEOPLE
 from tests.appliance.workflow.conftest import Box, Clock
 
 Boot = Callable[[], Box]
@@ -29,7 +31,7 @@ def _billed_and_shown(box: Box, case: str = "durand", boxes: int = 1) -> int:
 
 
 # ---------------------------------------------------------------------------------------------- the list
-def test_the_list_is_newest_first_with_amounts_operator_and_patient_name(boot: Boot, clock: Clock) -> None:
+def test_the_list_is_newest_first_with_amounts_operator_and_patient_initials(boot: Boot, clock: Clock) -> None:
     box = boot()
     first = _billed_and_shown(box, "durand", boxes=1)
     clock.now += 60
@@ -44,7 +46,10 @@ def test_the_list_is_newest_first_with_amounts_operator_and_patient_name(boot: B
     newest = listed[0]
     assert newest["total"] == newest["amo"] + newest["amc"] + newest["patient"] > 0
     assert newest["operator"] == "alice"
-    assert newest["birth_name"] and newest["first_names"]  # opened from the sealed fields
+    traits = PEOPLE[CASES["ald"].members[0]].beneficiary.traits  # opened from the sealed fields...
+    assert newest["initials"] == f"{traits.first_names[0]}. {traits.birth_name[0]}."
+    shown = json.dumps(listed)  # ...but the screen faces the patient: never a name in full
+    assert traits.birth_name not in shown and traits.first_names.split()[0] not in shown
     assert (newest["day"], listed[1]["time"]) == ("15/06/2026", "11:00")  # 09:00 UTC is 11:00 in Paris
     assert newest["time"] == "11:01" and newest["interrupted"] is False
 
