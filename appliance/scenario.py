@@ -349,7 +349,8 @@ class CounterRig:
             "identity_checks": [
                 {"patient": r[0], "outcome": r[1], "document": r[2], "guardian_document": r[3], "operator": names[r[4]]}
                 for r in conn.execute(
-                    "SELECT patient_id, outcome, document, guardian_document, operator_id FROM identity_checks ORDER BY id"
+                    "SELECT patient_id, outcome, document, guardian_document, operator_id FROM identity_checks"
+                    " ORDER BY id"
                 )
             ],
             "doubtful": {str(r[0]): bool(r[1]) for r in conn.execute("SELECT id, doubtful FROM patients")},

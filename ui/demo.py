@@ -26,6 +26,8 @@ AMC_ATTESTATION = b"AMC01\x1d88888888\x1dSP,ISANTE\x1dCSR01\x1d0012345678\x1d202
 AMC_EXPIRED = b"AMC01\x1d66666666\x1dSP\x1d\x1dLF20240077\x1d20250101\x1d20251231"
 PRESCRIPTION = b"EP7K2Q-9XWM-4TDA-LR8C"
 PAPER_PRESCRIPTION = b"EP3MRT-8HJQ-2WZC-91KD"
+OTHER_PATIENT_PRESCRIPTION = b"EP5WRG-2PAT-8DOB-4MIX"
+"""Written for another DURAND (first name and birth date differ): the pharmacist decides."""
 UNREADABLE = b"0103400930000121172705311\x1d21X"
 """A medicine box code whose lot field is cut: the reader cannot read it."""
 DEMO_BOXES = (
@@ -53,23 +55,49 @@ class Transcript:
 
 
 def demo_session(kiosk: Kiosk, driver: KioskDriver, transcript: Transcript) -> Script:
-    """A family card, a whole apCV session with a slow teleservice, an offline session, an idle timeout."""
+    """A family card (a minor's identity checked by the pharmacist), a whole apCV session with a slow
+    teleservice and a prescription written for someone else, an offline session, an idle timeout.
+
+    Every professional act is done on the pharmacist panel, behind a login: the patient's screen only
+    says what the pharmacist is doing (``patient-*`` pictures show it as it stands under the panel).
+    """
     vm, devices = kiosk.vm, kiosk.devices
     number = 0
+
+    def note(what: str, path: Path, screen: str) -> None:
+        transcript.shots.append(path)
+        said = f" — « {vm.message} »" if vm.message else ""
+        offline = f" [{vm.offline_text}]" if vm.offline_text else ""
+        transcript.note(f"{number:02d} {what:<48} écran {screen:<18}{said}{offline}  -> {path.name}")
 
     def shot(what: str) -> Script:
         nonlocal number
         yield driver.settled
         yield 0.15  # a few frames: the new state is drawn
         number += 1
-        path = driver.screenshot(transcript.out / f"{number:02d}-{vm.screen}.png")
-        transcript.shots.append(path)
-        said = f" — « {vm.message} »" if vm.message else ""
-        offline = f" [{vm.offline_text}]" if vm.offline_text else ""
-        transcript.note(f"{number:02d} {what:<44} écran {vm.screen:<12}{said}{offline}  -> {path.name}")
+        where = "panel-" + _panel_page(vm) if vm.panel_open else vm.screen
+        note(what, driver.screenshot(transcript.out / f"{number:02d}-{where}.png"), where)
+
+    def patient_shot(what: str) -> Script:
+        """The patient's screen under the panel the session opened for the pharmacist."""
+        nonlocal number
+        yield driver.settled
+        yield 0.15
+        number += 1
+        path = driver.screenshot_patient(transcript.out / f"{number:02d}-patient-{vm.screen}.png")
+        note(what, path, f"patient {vm.screen}")
 
     def touch(intent: str) -> Script:
         driver.touch(intent)
+        yield 0.05
+        yield driver.settled
+
+    def login() -> Script:
+        """The pharmacist on the panel that opened by itself: their name, then their PIN (masked)."""
+        if vm.unlocked:
+            return
+        yield from touch("operator:alice")
+        driver.type_pin(PIN)
         yield 0.05
         yield driver.settled
 
@@ -81,10 +109,20 @@ def demo_session(kiosk: Kiosk, driver: KioskDriver, transcript: Transcript) -> S
     devices.insert_card("martin-family")
     yield from shot("carte Vitale familiale insérée")
     yield from touch("choose_beneficiary:2")
-    yield from shot("Léa choisie (INSi)")
-    if driver.buttons("document_checked"):
-        yield from touch("document_checked")
-        yield from shot("pièce d'identité vérifiée")
+    yield from patient_shot("Léa choisie : le pharmacien vérifie la pièce")
+    yield from shot("espace pharmacien ouvert sur l'identification")
+    yield from touch("operator:alice")
+    for digit in PIN[:2]:
+        driver.touch(f"pin:{digit}")
+    yield from shot("code personnel en cours (masqué)")
+    for digit in PIN[2:]:
+        driver.touch(f"pin:{digit}")
+    yield from touch("pin:ok")
+    yield from shot("pièce d'identité : Léa a moins de 18 ans")
+    yield from touch("document:livret-famille")
+    yield from shot("livret de famille : pièce du représentant")
+    yield from touch("guardian:cni")
+    yield from shot("identité qualifiée : droits de Léa")
     yield from touch("cancel")
     devices.remove_card()
     yield from shot("session annulée, carte retirée")
@@ -95,14 +133,22 @@ def demo_session(kiosk: Kiosk, driver: KioskDriver, transcript: Transcript) -> S
     yield 0.3
     number += 1
     path = driver.screenshot(transcript.out / f"{number:02d}-waiting.png")
-    transcript.shots.append(path)
-    transcript.note(f"{number:02d} {'appli carte Vitale, téléservice lent':<44} écran waiting       -> {path.name}")
+    note("appli carte Vitale, téléservice lent", path, "waiting")
     yield from shot("réponse de l'appli carte Vitale")
     devices.scan(AMC_ATTESTATION)
     yield from shot("attestation mutuelle scannée")
+    devices.scan(OTHER_PATIENT_PRESCRIPTION)
+    yield from patient_shot("ordonnance au nom d'un autre patient")
+    yield from shot("espace pharmacien ouvert sur l'ordonnance")
+    yield from login()
+    yield from shot("ordonnance : patients comparés")
+    yield from touch("reject_prescription")
+    yield from shot("ordonnance écartée")
     devices.scan(PRESCRIPTION)
-    yield from shot("ordonnance numérique scannée")
+    yield from patient_shot("ordonnance numérique scannée")
+    yield from shot("ordonnance à confirmer (espace pharmacien)")
     yield from touch("confirm_prescription")
+    yield from shot("ordonnance confirmée : délivrance")
     for cip13, serial, expiry in DEMO_BOXES[:1]:
         devices.box(cip13, serial, expiry)
     yield from shot("première boîte scannée")
@@ -111,18 +157,10 @@ def demo_session(kiosk: Kiosk, driver: KioskDriver, transcript: Transcript) -> S
         yield driver.settled
     yield from shot("toutes les boîtes scannées")
     yield from touch("continue")
-    yield from shot("contrôle")
-    yield from touch("validate")
-    yield from shot("espace pharmacien verrouillé")
-    yield from touch("operator:alice")
-    for digit in PIN[:2]:
-        driver.touch(f"pin:{digit}")
-    yield from shot("code personnel en cours (masqué)")
-    for digit in PIN[2:]:
-        driver.touch(f"pin:{digit}")
-    yield from touch("pin:ok")
+    yield from patient_shot("contrôle : le patient voit sa délivrance")
+    yield from login()
     yield from touch("annotate:2")
-    yield from shot("espace pharmacien ouvert, note ajoutée")
+    yield from shot("délivrance à valider, note ajoutée")
     yield from touch("validate")
     driver.type_pin(PIN)
     yield 0.05
@@ -133,23 +171,21 @@ def demo_session(kiosk: Kiosk, driver: KioskDriver, transcript: Transcript) -> S
     yield lambda: vm.screen == "attract"
     yield from shot("retour à l'accueil")
     yield from touch("open_panel")
-    if not vm.unlocked:  # the panel locked itself meanwhile: the PIN again
-        yield from touch("operator:alice")
-        driver.type_pin(PIN)
-        yield 0.05
-        yield driver.settled
+    yield from login()
     yield from touch("recent_claims")
     yield lambda: vm.claims_open
-    yield from shot("dernières factures (espace pharmacien)")
+    yield from shot("dernières factures (initiales seulement)")
     yield from touch("close_claims")
-    yield from touch("close_panel")
+    yield from touch("lock")
 
     devices.remove_card()
     kiosk.controller.network(False)
     devices.insert_card("ald")
     yield from shot("hors ligne : carte Vitale")
     devices.scan(PAPER_PRESCRIPTION)
-    yield from shot("hors ligne : ordonnance non téléchargeable")
+    yield from shot("hors ligne : le pharmacien est appelé")
+    yield from login()
+    yield from shot("hors ligne : saisie de l'ordonnance papier")
     yield from touch("cancel")
     kiosk.controller.network(True)
     yield driver.settled
@@ -159,6 +195,14 @@ def demo_session(kiosk: Kiosk, driver: KioskDriver, transcript: Transcript) -> S
     kiosk.clock.advance(kiosk.rig.counter.settings.idle_timeout_s + 1)
     yield lambda: vm.screen == "attract"
     yield from shot("deux minutes sans geste : écran effacé")
+
+
+def _panel_page(vm: Any) -> str:
+    if vm.pin_for:
+        return "pin"
+    if not vm.unlocked:
+        return "login"
+    return "claims" if vm.claims_open else (vm.pending_act or "work")
 
 
 def run_kiosk_demo(out: Path, *, windowed: bool | None = None, preset: str = "800x480") -> int:

@@ -91,6 +91,12 @@ class KioskDriver:
             w for w in visible_widgets(self.top) if isinstance(w, KButton) and w.intent == intent and not w.disabled
         ]
 
+    def visible_buttons(self) -> list[Any]:
+        """Every button a finger can press now (on top, enabled)."""
+        from ui.widgets import KButton
+
+        return [w for w in visible_widgets(self.top) if isinstance(w, KButton) and w.intent and not w.disabled]
+
     def touch(self, intent: str) -> None:
         found = self.buttons(intent)
         if not found:
@@ -131,6 +137,19 @@ class KioskDriver:
         path.parent.mkdir(parents=True, exist_ok=True)
         image = Image.frombytes("RGB", (width, height), pixels).transpose(Image.Transpose.FLIP_TOP_BOTTOM)
         image.save(path, compress_level=1)
+        return path
+
+    def screenshot_patient(self, path: Path) -> Path:
+        """Write the patient's screen as it stands under the pharmacist panel (the panel left out)."""
+        from PIL import Image
+
+        layer = self.app.kiosk.ids.patient_layer
+        path.parent.mkdir(parents=True, exist_ok=True)
+        image = layer.export_as_image()
+        width, height = image.texture.size
+        pixels = image.texture.pixels  # RGBA, bottom row first
+        picture = Image.frombytes("RGBA", (width, height), pixels).transpose(Image.Transpose.FLIP_TOP_BOTTOM)
+        picture.convert("RGB").save(path, compress_level=1)
         return path
 
 

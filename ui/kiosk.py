@@ -67,7 +67,7 @@ def population_card(case: str, data_on: date | None = None) -> CardInserted:
     members = [PEOPLE[key] for key in CASES[case].members]
     return CardInserted(
         beneficiaries=tuple(p.beneficiary for p in members),
-        amo={p.beneficiary.nir: p.amo for p in members},
+        amo={p.beneficiary.nir: p.card_amo for p in members},
         data_on=data_on or START.date(),
     )
 

@@ -485,9 +485,8 @@ class KioskViewModel(EventDispatcher):  # type: ignore[misc]
         act, step = self.pending_act, self.step
         who = f"{self.patient_name} · {self.patient_birth_date}" if self.patient_birth_date else self.patient_name
         if act == "identity-document" and self.guardian_for:
-            title = f"{SHORT_DOCUMENTS.get(self.guardian_for, _document_label(self.guardian_for))} : " + (
-                "pièce d'identité du représentant légal"
-            )
+            chosen = next((d["text"] for d in self.documents if d["index"] == self.guardian_for), self.guardian_for)
+            title = f"{chosen} : pièce d'identité du représentant légal"
         elif act == "identity-document" and self.minor:
             title = "Pièce présentée (moins de 18 ans) et conforme aux traits INS :"
         elif act == "assign-box" and self.unassigned_box:
@@ -865,10 +864,6 @@ def _identity_choice(c: dict[str, Any]) -> str:
     born = f"{BORN[sex]} {c['birth_date']}" if sex in BORN else f"date de naissance {c['birth_date']}"
     place = f" ({c['birth_place']})" if c.get("birth_place") else ""
     return f"{_title(c['first_names'])} {c['birth_name']}, {SEX.get(sex, sex)}, {born}{place}".replace(", ,", ",")
-
-
-def _document_label(code: str) -> str:
-    return code.replace("-", " ").capitalize()
 
 
 def _action(intent: str, text: str, kind: str = "primary", *, disabled: bool = False) -> dict[str, Any]:

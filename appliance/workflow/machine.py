@@ -1091,8 +1091,9 @@ class Counter:
 
         from appliance.store.resubmission import ClaimAlreadyResubmitted, ClaimNotRejected, UnknownClaim
 
-        if self.step is not Step.ATTRACT or self.operator_id is None:
+        if self.step is not Step.ATTRACT:
             raise self._not_now()
+        op = self._professional()
         try:
             found = self.records.rejected_claims(None if claims is None else [int(n) for n in claims])
             if not found:
@@ -1111,7 +1112,7 @@ class Counter:
                 if amo is None:
                     raise Refused("Droits AMO non relus (hors ligne) : refacturez une fois la connexion revenue")
                 rights[patient_id] = amo
-            done = self.records.resubmit_rejected([c.number for c in found], self.operator_id, rights=rights)
+            done = self.records.resubmit_rejected([c.number for c in found], op.id, rights=rights)
         except UnknownClaim as refusal:
             raise Refused(f"Facture n° {refusal.number} inconnue") from None
         except ClaimAlreadyResubmitted as refusal:

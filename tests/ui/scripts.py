@@ -171,9 +171,15 @@ def journey(config: KioskConfig, out: Path) -> dict[str, Any]:
     """A family card (choice, identity), then a whole apCV session to the receipt, by touch."""
 
     def body(kiosk: Any, driver: Any, result: dict[str, Any]) -> Script:
+        from ui.driving import visible_texts
+
         vm, devices = kiosk.vm, kiosk.devices
         visited: list[str] = []
         result["visited"] = visited
+
+        def patient_texts() -> list[str]:
+            """The patient's screen, under the panel when it is open."""
+            return visible_texts(driver.app.kiosk.ids.sm)
 
         def touch(intent: str) -> Script:
             driver.touch(intent)
@@ -190,25 +196,43 @@ def journey(config: KioskConfig, out: Path) -> dict[str, Any]:
         yield 0.3
         yield from device(lambda: devices.insert_card("martin-family"))
         yield from touch("choose_beneficiary:2")
-        result["identity_texts"] = driver.texts()
-        yield from touch("document_checked")
-        yield from touch("cancel")
-        yield from device(devices.remove_card)
-        yield from device(lambda: devices.scan(APCV))
-        result["rights_texts"] = driver.texts()
-        yield from device(lambda: devices.scan(AMC))
-        yield from device(lambda: devices.scan(PRESCRIPTION))
-        yield from touch("confirm_prescription")
-        for cip13, serial in BOXES:
-            yield from device(lambda cip13=cip13, serial=serial: devices.box(cip13, serial))
-        yield from touch("continue")
-        yield from touch("validate")
+        # Léa is 14: the session waits for the pharmacist, whose panel opens by itself on the login
+        result["identity_texts"] = patient_texts()
+        result["identity_panel"] = {"open": vm.panel_open, "unlocked": vm.unlocked, "texts": driver.texts()}
+        driver.screenshot(out / "identity-login.png")
         yield from touch("operator:alice")
         for digit in PIN:
             driver.touch(f"pin:{digit}")
         result["pin_texts"] = driver.texts()
         yield from touch("pin:ok")
         result["unlocked"] = vm.unlocked
+        result["document_buttons"] = sorted(b.intent for b in driver.visible_buttons())
+        driver.screenshot(out / "identity-documents.png")
+        yield from touch("document:livret-famille")
+        result["guardian_buttons"] = sorted(b.intent for b in driver.visible_buttons())
+        yield from touch("guardian:cni")
+        result["after_document"] = {"screen": vm.screen, "panel_open": vm.panel_open, "message": vm.message}
+        yield from touch("cancel")
+        yield from device(devices.remove_card)
+        yield from device(lambda: devices.scan(APCV))
+        result["rights_texts"] = driver.texts()
+        yield from device(lambda: devices.scan(AMC))
+        yield from device(lambda: devices.scan(PRESCRIPTION))
+        result["prescription_texts"] = patient_texts()
+        result["prescription_panel"] = {"open": vm.panel_open, "unlocked": vm.unlocked, "texts": driver.texts()}
+        yield from touch("operator:alice")  # the Vitale card pulled out locked the panel: a new login
+        driver.type_pin(PIN)
+        yield 0.05
+        yield driver.settled
+        result["prescription_buttons"] = sorted(b.intent for b in driver.visible_buttons())
+        driver.screenshot(out / "prescription-panel.png")
+        yield from touch("confirm_prescription")
+        result["after_prescription"] = {"screen": vm.screen, "panel_open": vm.panel_open}
+        for cip13, serial in BOXES:
+            yield from device(lambda cip13=cip13, serial=serial: devices.box(cip13, serial))
+        yield from touch("continue")
+        result["control_texts"] = patient_texts()
+        result["control_panel_open"] = vm.panel_open
         yield from touch("annotate:0")
         yield from touch("validate")
         for digit in PIN:
@@ -223,6 +247,13 @@ def journey(config: KioskConfig, out: Path) -> dict[str, Any]:
         result["touches"] = driver.touches
         driver.screenshot(out / "final.png")
 
+        def journal() -> list[tuple[str, int | None]]:
+            from appliance.store import audit
+
+            return [(e.action, e.operator_id) for e in audit.entries(kiosk.rig.db, limit=100_000)]
+
+        result["journal"] = kiosk.controller.worker.call(journal)
+
     return _with_kiosk(config, out, body)
 
 
@@ -230,6 +261,8 @@ def idle(config: KioskConfig, out: Path) -> dict[str, Any]:
     """A patient walks away mid-session: two minutes later the screen holds nothing of them."""
 
     def body(kiosk: Any, driver: Any, result: dict[str, Any]) -> Script:
+        from ui.driving import visible_texts
+
         vm, devices = kiosk.vm, kiosk.devices
         yield 0.3
         devices.insert_card("martin-family")
@@ -237,7 +270,7 @@ def idle(config: KioskConfig, out: Path) -> dict[str, Any]:
         driver.touch("choose_beneficiary:2")
         yield 0.05
         yield driver.settled
-        result["before"] = {"screen": vm.screen, "texts": driver.texts()}
+        result["before"] = {"screen": vm.screen, "texts": visible_texts(driver.app.kiosk.ids.sm)}
         driver.screenshot(out / "before.png")
         kiosk.clock.advance(kiosk.rig.counter.settings.idle_timeout_s + 1)
         advanced = time.perf_counter()
@@ -345,6 +378,7 @@ def bill_without_showing(db_path: Path) -> int:
         scan(APCV)
         scan(AMC)
         scan(PRESCRIPTION)
+        intent("login", operator="alice", pin=PIN)
         intent("confirm_prescription")
         for cip13, serial in BOXES:
             scan(f"010{cip13}1727123110LOT1\x1d21{serial}".encode("ascii"))

@@ -118,11 +118,77 @@ def test_the_last_claims_read_at_arms_length_with_the_cut_off_one_first(rendered
     for display in DISPLAYS:
         texts = _state(rendered, display, "panel-claims")["texts"]
         rows = [text for text in texts if text.startswith("[b]N° ")]
-        assert rows[0].startswith("[b]N° 12[/b]   11:02   Marie Claire DURAND"), rows
+        assert rows[0].startswith("[b]N° 12[/b]   11:02   M. D.\n"), rows
         assert "Dernières factures" in texts
+        # the panel covers the patient's screen: the patients of past bills by their initials only
+        assert not any(name in text for text in texts for name in ("DURAND", "Marie", "MARTIN", "PETIT", "Nadia"))
 
 
 def test_the_stop_is_never_mentioned_on_the_patient_screen(rendered: dict[str, Any]) -> None:
     for display in DISPLAYS:
         texts = _state(rendered, display, "attract-after-stop")["texts"]
         assert not any("avant l'arrêt" in text for text in texts), texts
+
+
+PATIENT_BUTTONS = {"open_panel", "cancel", "continue"}
+"""All a patient may touch on a screen that waits for the pharmacist: the panel (behind its login),
+Annuler, and Continuer/Contrôler."""
+
+
+@pytest.mark.parametrize(
+    "name", ["identity-choices", "identity-traits", "identity-qualification", "prescription", "offline", "control"]
+)
+def test_the_patient_screens_offer_no_professional_act(rendered: dict[str, Any], name: str) -> None:
+    for display in DISPLAYS:
+        facts = _state(rendered, display, name)
+        assert not facts["panel_open"]
+        assert {b["intent"] for b in facts["buttons"]} <= PATIENT_BUTTONS, facts["buttons"]
+        texts = " ".join(facts["texts"])
+        assert "Le pharmacien" in texts, texts
+        for act in ("Pièce vérifiée", "Pièce d'identité présentée", "Confirmer", "Écarter", "Valider"):
+            assert act not in texts, (act, texts)
+
+
+def test_the_patient_reads_for_whom_the_prescription_is(rendered: dict[str, Any]) -> None:
+    for display in DISPLAYS:
+        texts = _state(rendered, display, "prescription")["texts"]
+        assert "Au nom de Marie DURAND, 12/03/1968" in texts
+        assert "Ordonnance du 10/06/2026, Dr Hélène VIDAL" in texts
+        assert "Le pharmacien vérifie votre ordonnance…" in texts
+
+
+def _intents(facts: dict[str, Any]) -> set[str]:
+    return {b["intent"] for b in facts["buttons"] if not b["disabled"]}
+
+
+def test_the_panel_offers_the_documents_an_adult_may_show(rendered: dict[str, Any]) -> None:
+    for display in DISPLAYS:
+        intents = _intents(_state(rendered, display, "panel-document"))
+        assert {"document:passeport", "document:cni", "document:titre-sejour"} <= intents
+        assert {"document_absent", "document_refused", "document_contradicts"} <= intents
+        assert not {"document:livret-famille", "document:acte-naissance"} & intents
+
+
+def test_the_panel_offers_a_minor_the_family_record_then_the_guardians_document(rendered: dict[str, Any]) -> None:
+    for display in DISPLAYS:
+        minor = _intents(_state(rendered, display, "panel-document-minor"))
+        assert {"document:passeport", "document:livret-famille", "document:acte-naissance"} <= minor
+        assert {"document_absent", "document_refused", "document_contradicts"} <= minor
+        guardian = _state(rendered, display, "panel-guardian")
+        assert {"guardian:passeport", "guardian:cni", "guardian:titre-sejour", "guardian:back"} <= _intents(guardian)
+        assert not any(i.startswith("document") for i in _intents(guardian))
+
+
+def test_the_panel_holds_every_professional_act(rendered: dict[str, Any]) -> None:
+    expected = {
+        "panel-homonyms": {"choose_identity:0", "choose_identity:1"},
+        "panel-traits": {"confirm_traits"},
+        "panel-prescription": {"confirm_prescription", "reject_prescription", "renewal:1"},
+        "panel-prescription-patient": {"accept_prescription_patient", "reject_prescription"},
+        "panel-enter-lines": {"enter_line:0", "reject_prescription"},
+        "panel-assign-box": {"assign_box:1", "assign_box:2", "remove_box"},
+        "panel-work": {"validate", "annotate:0"},
+    }
+    for display in DISPLAYS:
+        for name, intents in expected.items():
+            assert intents <= _intents(_state(rendered, display, name)), (display, name)
