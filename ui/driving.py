@@ -147,8 +147,7 @@ class KioskDriver:
         path.parent.mkdir(parents=True, exist_ok=True)
         image = layer.export_as_image()
         width, height = image.texture.size
-        pixels = image.texture.pixels  # RGBA, bottom row first
-        picture = Image.frombytes("RGBA", (width, height), pixels).transpose(Image.Transpose.FLIP_TOP_BOTTOM)
+        picture = Image.frombytes("RGBA", (width, height), image.texture.pixels)  # top row first
         picture.convert("RGB").save(path, compress_level=1)
         return path
 

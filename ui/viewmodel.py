@@ -290,7 +290,9 @@ class KioskViewModel(EventDispatcher):  # type: ignore[misc]
         previous = self.step
         self._view = view
         later = [str(x) for x in view.get("later", [])]
-        if outcome.message or result.kind == "scan" or result.kind.startswith("intent:"):
+        if result.kind == "intent:logout" and outcome.accepted:
+            pass  # the lock already said why (card pulled out, inactivity, Verrouiller)
+        elif outcome.message or result.kind == "scan" or result.kind.startswith("intent:"):
             # a touch or a scan without words clears an old message; a tick or a card pulled out does not
             self._say(_plain(outcome.message, offline_shown=bool(later)), ok=outcome.accepted)
         if result.kind == "card-removed":

@@ -164,6 +164,10 @@ class CounterRecords:
         """The active operator a CPS belongs to (its PIN was already checked by the card)."""
         return operators.operator_by_rpps(self.db, rpps)
 
+    def operators(self) -> list[operators.Operator]:
+        """The active operators, by name."""
+        return operators.list_operators(self.db)
+
     def clear_pin_lock(self, operator_id: int, *, by: int, reason: str) -> bool:
         """Lift a PIN lock-out once the person proved who they are otherwise (their CPS), so a patient
         typing wrong PINs at the screen cannot keep the pharmacist out."""

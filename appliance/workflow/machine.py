@@ -344,6 +344,19 @@ class Counter:
         self._end_login("operator.logout")
         return "Session opérateur fermée"
 
+    def _intent_unlock_operator(self, operator: str) -> str:
+        """A pharmacist lifts a colleague's PIN lock-out (wrong PINs typed at the patient screen, say),
+        under their own name in the journal."""
+        op = self._professional()
+        if not op.role.may_validate:
+            raise Refused(msg.NEED_PHARMACIST)
+        target = next((o for o in self.records.operators() if o.name == operator), None)
+        if target is None:
+            raise Refused("Opérateur inconnu")
+        if not self.records.clear_pin_lock(target.id, by=op.id, reason="colleague"):
+            return f"Le code de {target.name} n'était pas bloqué"
+        return f"Code de {target.name} débloqué"
+
     # ------------------------------------------------------------------ the last claims, and start-up
     def _intent_recent_claims(self, limit: int = DEFAULT_LIMIT) -> str | None:
         """The "Dernières factures" of the pharmacist's panel: the newest claims with the patients' names.

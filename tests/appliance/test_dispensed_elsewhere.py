@@ -7,6 +7,7 @@ service (not a clash of idempotency keys) and bills nothing.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,13 +29,16 @@ BOXES = ("3400930000120", "3400930000120", "3400930000649")
 
 @pytest.fixture
 def two_pharmacies(tmp_path: Path) -> Iterator[tuple[CounterRig, CounterRig]]:
-    with counter_rig(db_path=tmp_path / "a.db", key_path=None, sandbox_url=None, clock=ScenarioClock()) as first:
-        with counter_rig(
-            db_path=tmp_path / "b.db", key_path=None, sandbox_url=first.base_url, clock=ScenarioClock()
-        ) as second:
-            for rig in (first, second):
-                rig.add_operator("alice", Role.PHARMACIEN, "2468")
-            yield first, second
+    with contextlib.ExitStack() as stack:
+        first = stack.enter_context(
+            counter_rig(db_path=tmp_path / "a.db", key_path=None, sandbox_url=None, clock=ScenarioClock())
+        )
+        second = stack.enter_context(
+            counter_rig(db_path=tmp_path / "b.db", key_path=None, sandbox_url=first.base_url, clock=ScenarioClock())
+        )
+        for rig in (first, second):
+            rig.add_operator("alice", Role.PHARMACIEN, "2468")
+        yield first, second
 
 
 def _scan(rig: CounterRig, raw: bytes) -> Outcome:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from appliance.domain import Role
 from appliance.store import audit
 from appliance.store import operators as operators_module
 from appliance.workflow import messages as msg
@@ -98,3 +99,21 @@ def test_an_act_after_the_idle_time_is_refused_even_before_any_tick(boot: Boot, 
 
     assert not outcome.accepted and outcome.message == msg.PROFESSIONAL_NEEDED
     assert box.counter.operator is None
+
+
+def test_a_colleague_pharmacist_lifts_the_lock_under_their_name_a_preparer_cannot(boot: Boot, clock: Clock) -> None:
+    box = boot()
+    operators_module.add_operator(box.db, "carole", Role.TITULAIRE, "8642")
+    _wrong_pins(box, 5, clock)
+    assert box.intent("login", operator="bruno", pin="1357").accepted
+    refused = box.intent("unlock_operator", operator="alice")
+    assert not refused.accepted and refused.message == msg.NEED_PHARMACIST
+
+    assert box.intent("login", operator="carole", pin="8642").accepted
+    outcome = box.intent("unlock_operator", operator="alice")
+
+    assert outcome.accepted and outcome.message == "Code de alice débloqué"
+    unlocked = [e for e in audit.entries(box.db, limit=10_000) if e.action == "operator.unlocked"]
+    carole = next(op.id for op in operators_module.list_operators(box.db) if op.name == "carole")
+    assert [(e.operator_id, e.details["reason"]) for e in unlocked] == [(carole, "colleague")]
+    assert box.intent("login", operator="alice", pin=PIN).accepted
