@@ -28,9 +28,9 @@ def test_what_the_patient_reads_on_the_way(journey: Any) -> None:
     assert "Le pharmacien vérifie votre pièce d'identité…" in journey["identity_texts"]
     assert "Bonjour Lea" in journey["identity_texts"]
     assert "Bonjour Marie, voici vos droits" in journey["rights_texts"]
-    assert "Au nom de Marie DURAND, 12/03/1968" in journey["prescription_texts"]
+    assert "Au nom de Marie DURAND, 19/08/1982" in journey["prescription_texts"]
     assert "Le pharmacien vérifie votre ordonnance…" in journey["prescription_texts"]
-    assert "Marie Claire DURAND, 12/03/1968" in journey["control_texts"]
+    assert "Marie Claire DURAND, 19/08/1982" in journey["control_texts"]
     assert "Rien à payer" in journey["payment_texts"]
     assert "Facture n° 1" in journey["thanks_texts"]
 

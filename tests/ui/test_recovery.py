@@ -32,8 +32,9 @@ def test_nothing_of_it_reaches_the_patient_screen(recovery: Any) -> None:
 def test_after_the_pin_the_list_shows_that_bill_first_with_its_patient(recovery: Any) -> None:
     texts = recovery["list_texts"]
     rows = [text for text in texts if text.startswith("[b]N° ")]
-    assert rows and rows[0].startswith(f"[b]N° {recovery['claim']}[/b]   11:00   Marie")
-    assert "DURAND" in rows[0] and "Total " in rows[0] and "alice" in rows[0]
+    assert rows and rows[0].startswith(f"[b]N° {recovery['claim']}[/b]   11:00   M. D.\n")  # initials only
+    assert "Total " in rows[0] and "alice" in rows[0]
+    assert not any("DURAND" in text or "Marie" in text for text in texts)
     assert any("avant l'arrêt" in text for text in texts)  # the banner stays above the list
 
 
