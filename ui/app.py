@@ -71,7 +71,7 @@ def build_app(
     from ui import widgets
     from ui.watchdog import watchdog_interval
 
-    for name in ("KButton", "RowList", "RowLabel", "ChoiceList", "Pictogram", "ProgressStrip", "Deck"):
+    for name in ("KButton", "RowList", "RowLabel", "ChoiceList", "Pictogram", "ProgressStrip", "Deck", "Shown"):
         if name not in Factory.classes:
             Factory.register(name, cls=getattr(widgets, name))
 

@@ -58,7 +58,7 @@ PATIENT_HINTS = {"identity-document": "Présentez votre pièce d'identité au ph
 ACT_TITLES = {
     "choose-identity": "Plusieurs identités INS : choisissez celle du patient",
     "confirm-traits": "L'INS diffère du dossier : vérifiez les traits",
-    "identity-document": "Pièce d'identité présentée et conforme aux traits INS :",
+    "identity-document": "Pièce d'identité présentée, conforme à l'INS :",
     "prescription-patient": "Ordonnance au nom d'un autre patient ?",
     "enter-lines": "Ordonnance papier : saisissez les lignes",
     "assign-box": "Boîte à affecter à une ligne",
@@ -457,7 +457,8 @@ class KioskViewModel(EventDispatcher):  # type: ignore[misc]
         if not written or not mismatch:
             self.prescription_rows = []
             return
-        identified = _person(self._view.get("patient")) if self._view.get("patient") else "non identifié"
+        patient = self._view.get("patient")
+        identified = _person(patient) if patient else "non identifié"
         self.prescription_rows = [
             {"text": f"Sur l'ordonnance : {self.prescription_patient}", "gap": True},
             {"text": f"Patient identifié : {identified}"},
@@ -490,9 +491,11 @@ class KioskViewModel(EventDispatcher):  # type: ignore[misc]
             chosen = next((d["text"] for d in self.documents if d["index"] == self.guardian_for), self.guardian_for)
             title = f"{chosen} : pièce d'identité du représentant légal"
         elif act == "identity-document" and self.minor:
-            title = "Pièce présentée (moins de 18 ans) et conforme aux traits INS :"
+            title = "Pièce présentée, conforme à l'INS (moins de 18 ans) :"
         elif act == "assign-box" and self.unassigned_box:
             title = f"{self.unassigned_box} : à quelle ligne ?"
+        elif act == "confirm-prescription" and self.prescription_degraded:
+            title = f"Ordonnance papier : {len(self.lines)} ligne(s) saisie(s)"
         elif act == "confirm-prescription":
             title = self.prescription_title or "Ordonnance à confirmer"
         elif act:

@@ -71,6 +71,23 @@ class Deck(BoxLayout):  # type: ignore[misc]
         super().add_widget(page)
 
 
+class Shown(BoxLayout):  # type: ignore[misc]
+    """A section the kv shows or hides (``shown``): hidden, it is 0 high and transparent, and it takes no
+    touch. Its children keep their own size when hidden, so without this a hidden section could
+    swallow a touch meant for the section drawn over it (a disabled widget eats the touches it gets)."""
+
+    shown = BooleanProperty(True)
+
+    def on_touch_down(self, touch: Any) -> bool:
+        return bool(self.shown and super().on_touch_down(touch))
+
+    def on_touch_move(self, touch: Any) -> bool:
+        return bool(self.shown and super().on_touch_move(touch))
+
+    def on_touch_up(self, touch: Any) -> bool:
+        return bool(self.shown and super().on_touch_up(touch))
+
+
 class RowLabel(Label):  # type: ignore[misc]
     """One row of a list; ``gap`` highlights a discrepancy."""
 

@@ -234,6 +234,7 @@ def journey(config: KioskConfig, out: Path) -> dict[str, Any]:
         result["control_texts"] = patient_texts()
         result["control_panel_open"] = vm.panel_open
         yield from touch("annotate:0")
+        result["annotated"] = {"annotation": vm.annotation, "message": vm.message}
         yield from touch("validate")
         for digit in PIN:
             driver.touch(f"pin:{digit}")

@@ -440,7 +440,7 @@ STATES = [
         "panel-document",
         document_check(operator=True),
         "identity",
-        "Pièce d'identité présentée et conforme aux traits INS :",
+        "Pièce d'identité présentée, conforme à l'INS :",
         "document:passeport",
         message="Bonjour alice",
         kind="intent:login",

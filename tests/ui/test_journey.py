@@ -80,3 +80,8 @@ def test_each_professional_act_is_journaled_under_the_pharmacist(journey: Any) -
     operators = {action: operator for action, operator in journey["journal"]}
     for action in ("identity.document", "prescription.confirmed", "claim.created"):
         assert operators.get(action) is not None, journey["journal"]
+
+
+def test_the_annotation_touched_on_the_panel_is_recorded(journey: Any) -> None:
+    """A hidden section of the panel takes no touch meant for the one shown over it."""
+    assert journey["annotated"] == {"annotation": "Une seule boîte en stock", "message": "Note enregistrée"}
