@@ -373,7 +373,7 @@ STATES = [
         "à compléter au retour du réseau : la recherche INSi, l'ordonnance numérique",
         "open_panel",
         "secondary",
-        message="Saisissez les lignes de l'ordonnance papier; Hors ligne : l'ordonnance numérique sera complété au "
+        message="Saisissez les lignes de l'ordonnance papier; Hors ligne : l'ordonnance numérique sera complétée au "
         "retour du réseau",
     ),
     ScreenState(

@@ -112,7 +112,7 @@ def test_a_reader_error_is_said_plainly(kiosk: Any) -> None:
 def test_offline_banner_lists_what_will_be_completed_later(kiosk: Any) -> None:
     vm, _, _ = kiosk
     state = view(step="rights", online=False, later=["la recherche INSi"])
-    vm.finished(result(state, "card-inserted", "Hors ligne : la recherche INSi sera complété au retour du réseau"))
+    vm.finished(result(state, "card-inserted", "Hors ligne : la recherche INSi sera complétée au retour du réseau"))
     assert vm.offline_text == "Hors ligne — à compléter au retour du réseau : la recherche INSi"
     assert vm.message == ""  # the banner already says it
 
