@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from appliance.cards import CardProblem, CpsAuthenticator, CpsInserted, CpsRemoved
 from appliance.codes.reader import CodeReader
 from appliance.workflow.events import CardInserted, CardRemoved
+from appliance.workflow.machine import CounterSettings
 from ui.config import KioskConfig
 from ui.controller import KioskController
 from ui.worker import CounterWorker, Post
@@ -86,13 +87,15 @@ class ProductionConfig:
     backoffice_events: bool = False
     """Queue claim and batch events for the back office (the box is enrolled in a fleet, `comptoir sync` runs)."""
     kiosk: KioskConfig = field(default_factory=KioskConfig)
+    counter: CounterSettings = field(default_factory=CounterSettings)
+    """The workflow's own settings: qualification visits, patient idle timeout, operator login idle time."""
 
 
 # ---------------------------------------------------------------------------------------------------------
 # The configuration file
 # ---------------------------------------------------------------------------------------------------------
 
-_TOP = {"store", "teleservices", "scanners", "cards", "kiosk"}
+_TOP = {"store", "teleservices", "scanners", "cards", "kiosk", "counter"}
 
 
 def load_config(path: Path, env: Mapping[str, str] | None = None) -> ProductionConfig:
@@ -165,6 +168,8 @@ def _parse(data: Mapping[str, Any], env: Mapping[str, str]) -> ProductionConfig:
     except (TypeError, ValueError) as exc:
         raise KioskConfigError(f"[kiosk] {exc}") from None
 
+    counter: CounterSettings = _build(CounterSettings, _table(data, "counter"), "counter")
+
     scanners = _table(data, "scanners")
     _no_unknown(scanners, {"keyboard_wedge", "serial", "camera"}, "scanners")
     return ProductionConfig(
@@ -182,6 +187,7 @@ def _parse(data: Mapping[str, Any], env: Mapping[str, str]) -> ProductionConfig:
         camera=_camera(_table(scanners, "camera", "scanners.")) if "camera" in scanners else None,
         cards=enabled,
         kiosk=kiosk,
+        counter=counter,
     )
 
 
@@ -379,7 +385,7 @@ def build_production(config: ProductionConfig, post: Post) -> Production:
         )
         records = CounterRecords(db, cipher, time.time, backoffice_events=config.backoffice_events)
         products = ProductTable.load(config.products or DEFAULT_PRODUCTS_PATH)
-        counter = Counter(records, teleservices, products, clock=time.time)
+        counter = Counter(records, teleservices, products, clock=time.time, settings=config.counter)
         return counter, db, [op.name for op in operators.list_operators(db)]
 
     try:

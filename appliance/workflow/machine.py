@@ -72,6 +72,16 @@ class CounterSettings:
     """An operator's login ends after this long without a professional act of theirs: the screen
     faces the patient, so a login left open must not let the next person act as the pharmacist."""
 
+    def __post_init__(self) -> None:
+        if isinstance(self.qualification_visits, bool) or not isinstance(self.qualification_visits, int):
+            raise ValueError("qualification_visits must be a whole number of visits")
+        if self.qualification_visits < 0:
+            raise ValueError("qualification_visits cannot be negative")
+        for name in ("idle_timeout_s", "operator_idle_s"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+                raise ValueError(f"{name} must be a positive number of seconds")
+
 
 @dataclass(frozen=True, slots=True)
 class Outcome:

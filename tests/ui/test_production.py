@@ -32,6 +32,14 @@ def test_the_sample_file_is_a_valid_configuration() -> None:
     assert wedge.layout == "fr" and wedge.gs_substitute == "@" and wedge.match.by_id
     assert config.serial_ports == () and config.camera is None
     assert config.kiosk.fullscreen and config.kiosk.width == 800
+    assert (config.counter.qualification_visits, config.counter.operator_idle_s) == (3, 300.0)
+
+
+def test_the_counter_table_sets_the_workflows_visits_and_idle_times(tmp_path: Path) -> None:
+    path = tmp_path / "kiosk.toml"
+    path.write_text(BASE + "[counter]\nqualification_visits = 5\noperator_idle_s = 120\n", encoding="utf-8")
+    counter = load_config(path, env={}).counter
+    assert (counter.qualification_visits, counter.operator_idle_s, counter.idle_timeout_s) == (5, 120, 120.0)
 
 
 def test_store_paths_default_to_the_units_environment(tmp_path: Path) -> None:
@@ -77,6 +85,9 @@ def test_scanner_tables_become_driver_settings(tmp_path: Path) -> None:
             "cert and key go together",
         ),
         (BASE + "[kiosk]\nwidht = 3\n", "[kiosk] unknown"),
+        (BASE + "[counter]\noperator_idle = 3\n", "[counter] unknown key(s): operator_idle"),
+        (BASE + "[counter]\noperator_idle_s = 0\n", "[counter] operator_idle_s must be a positive number"),
+        (BASE + "[counter]\nqualification_visits = 2.5\n", "[counter] qualification_visits must be a whole"),
         (
             BASE + "[[scanners.keyboard_wedge]]\nlayout = 'fr'\n",
             "[scanners.keyboard_wedge #1] match is required",
