@@ -194,31 +194,25 @@ class Counter:
         notice = "; ".join(n for n in [message, *self.notices] if n)
         return Outcome(True, self.step, notice or None)
 
-    def _snapshot(self) -> tuple[Any, ...]:
-        return (
-            copy.deepcopy(self.session),
-            self.step,
-            self.operator,
-            self.cps_operator,
-            self._operator_active,
-            self.last_outcome,
-            self.recent_claims,
-            self.interrupted,
-            self._interrupted_listed,
-        )
+    _KEPT_ON_REFUSAL = (
+        "step",
+        "operator",
+        "cps_operator",
+        "_operator_active",
+        "last_outcome",
+        "recent_claims",
+        "interrupted",
+        "_interrupted_listed",
+    )
+    """What an event may change besides the session (copied whole): restored when it is refused."""
 
-    def _restore(self, snapshot: tuple[Any, ...]) -> None:
-        (
-            self.session,
-            self.step,
-            self.operator,
-            self.cps_operator,
-            self._operator_active,
-            self.last_outcome,
-            self.recent_claims,
-            self.interrupted,
-            self._interrupted_listed,
-        ) = snapshot
+    def _snapshot(self) -> tuple[Session, tuple[Any, ...]]:
+        return copy.deepcopy(self.session), tuple(getattr(self, name) for name in self._KEPT_ON_REFUSAL)
+
+    def _restore(self, snapshot: tuple[Session, tuple[Any, ...]]) -> None:
+        self.session, values = snapshot
+        for name, value in zip(self._KEPT_ON_REFUSAL, values, strict=True):
+            setattr(self, name, value)
 
     def today(self) -> date:
         return datetime.fromtimestamp(self.clock(), tz=UTC).date()

@@ -7,6 +7,8 @@ import copy
 from dataclasses import dataclass, field
 from typing import Any
 
+from appliance.workflow import messages as msg
+
 BASE: dict[str, Any] = {
     "step": "attract",
     "online": True,
@@ -73,17 +75,8 @@ GAPS = [
 ]
 
 
-WAITING_FOR = {
-    "choose-identity": "Le pharmacien vérifie votre identité…",
-    "confirm-traits": "Le pharmacien vérifie votre identité…",
-    "identity-document": "Le pharmacien vérifie votre pièce d'identité…",
-    "prescription-patient": "Le pharmacien vérifie votre ordonnance…",
-    "enter-lines": "Le pharmacien saisit votre ordonnance…",
-    "confirm-prescription": "Le pharmacien vérifie votre ordonnance…",
-    "assign-box": "Le pharmacien vérifie vos boîtes…",
-    "validate": "Le pharmacien contrôle la délivrance…",
-}
-"""The core's sentences by pending act (``appliance.workflow.messages.WAITING_FOR``)."""
+WAITING_FOR = msg.WAITING_FOR
+"""The core's sentences by pending act: the screens show what the core says."""
 ADULT_DOCUMENTS = [
     {"code": "passeport", "label": "Passeport"},
     {"code": "cni", "label": "Carte nationale d'identité"},
