@@ -27,6 +27,8 @@ from typing import Any, Protocol
 
 import sqlite_utils
 
+from appliance.dmp import KINDS, submission
+from appliance.dmp.source import document_from
 from appliance.domain import InsiOutcome
 from appliance.store import outbox
 from appliance.store.database import transaction
@@ -35,11 +37,7 @@ from appliance.teleservices import TeleserviceRefused, Teleservices, Teleservice
 
 log = logging.getLogger(__name__)
 
-DMP_TITLES = {
-    "vaccination": "Note de vaccination",
-    "pharmaceutical-interview": "Compte rendu d'entretien pharmaceutique",
-    "medication-review": "Bilan partagé de médication",
-}
+DMP_TITLES = {name: kind.title for name, kind in KINDS.items()}
 RETRY_BASE_S = 5.0
 RETRY_MAX_S = 600.0
 PUBLISH_RETRY_BASE_S = 1.0
@@ -47,7 +45,7 @@ PUBLISH_RETRY_MAX_S = 60.0
 """Back-off of the back-office streams: shorter than the teleservices', and cut short anyway when the
 connection comes back (:func:`retry_now`)."""
 
-TELESERVICE_STREAMS: frozenset[str] = frozenset({"call", "execution", "batch", "dmp"})
+TELESERVICE_STREAMS: frozenset[str] = frozenset({"call", "execution", "batch", "dmp", "dp"})
 """Streams delivered through the :class:`~appliance.teleservices.Teleservices` port."""
 EVENT_STREAM = "events"
 """What happened at the counter, for the pharmacy's back office (ids and amounts, no identities)."""
@@ -136,30 +134,9 @@ def _send(
     if stream == "call":
         return _deferred_call(records, teleservices, payload, clock, qualification_visits)
     if stream == "dmp":
-        ins = records.ins_of(int(payload["patient_id"]))
-        if ins is None:
-            raise TeleserviceRefused("no-ins", "Identité non qualifiée : pas d'envoi au DMP")
-        traits = ins.traits
-        body = {
-            "type": payload["kind"],
-            "visibility": payload["visibility"],
-            "ins": {
-                "matricule": ins.matricule,
-                "oid": ins.oid,
-                "traits": {
-                    "birth_name": traits.birth_name,
-                    "first_names": traits.first_names,
-                    "sex": traits.sex,
-                    "birth_date": traits.birth_date.isoformat(),
-                    "birth_place": traits.birth_place,
-                },
-            },
-            "ins_status": records.patient_status(int(payload["patient_id"])).value,
-            "title": DMP_TITLES.get(str(payload["kind"]), str(payload["kind"])),
-        }
-        answer = teleservices.deliver("dmp", key, body)
-        records.mark_dmp(int(payload["document"]), "sent")
-        return answer
+        return _deliver_dmp(records, teleservices, key, payload, clock)
+    if stream == "dp":
+        return _deliver_dp(records, teleservices, key, payload)
     if stream == "batch":
         answer = teleservices.deliver("batch", key, records.batch_wire(int(payload["batch"])))
         rejected = {
@@ -175,6 +152,38 @@ def _send(
         records.mark_execution_sent(
             str(payload["prescription_id"]), int(payload.get("renewal", 0)), int(payload["step"])
         )
+    return answer
+
+
+def _deliver_dmp(
+    records: CounterRecords,
+    teleservices: Teleservices,
+    key: str,
+    payload: dict[str, Any],
+    clock: Callable[[], float],
+) -> dict[str, Any]:
+    """An ITI-41 submission of the document, built now from the store (:mod:`appliance.dmp`)."""
+    document_id = int(payload["document"])
+    operator = payload.get("operator")
+    facts = records.dmp_facts(document_id, None if operator is None else int(operator))
+    doc = document_from(facts)
+    request = submission(doc, submitted_at=datetime.fromtimestamp(clock(), tz=UTC))
+    answer = teleservices.deliver("dmp", key, request.wire())
+    records.mark_dmp(document_id, "sent")
+    return {**answer, "document_unique_id": request.document_unique_id}
+
+
+def _deliver_dp(
+    records: CounterRecords, teleservices: Teleservices, key: str, payload: dict[str, Any]
+) -> dict[str, Any]:
+    """A dispensation fed to the Dossier Pharmaceutique, its body built now from the store (the outbox
+    holds ids only). The service's key names this box as well: another box's ``dp:1`` is another one."""
+    dispensation_id = int(payload["dispensation"])
+    wire = records.dp_wire(dispensation_id)
+    if wire is None:
+        raise TeleserviceRefused("dp-no-card", "Dossier pharmaceutique : délivrance sans carte Vitale, non transmise")
+    answer = teleservices.deliver("dp", f"{key}:{records.box_id()}", wire)
+    records.audit(None, "dp.fed", str(dispensation_id), {"lines": len(wire["lines"])})
     return answer
 
 
@@ -218,7 +227,8 @@ def _deferred_call(
 def _refused(records: CounterRecords, stream: str, payload: dict[str, Any]) -> None:
     if stream == "dmp":
         records.mark_dmp(int(payload["document"]), "refused")
-    records.audit(None, f"{stream}.refused", str(payload.get("prescription_id", payload.get("batch", ""))), {})
+    subject = payload.get("prescription_id", payload.get("batch", payload.get("dispensation", "")))
+    records.audit(None, f"{stream}.refused", str(subject), {})
 
 
 # ---------------------------------------------------------------------------------- back office

@@ -23,6 +23,41 @@ class Role(StrEnum):
         return self is not Role.PREPARATEUR
 
 
+class Act(StrEnum):
+    """The kinds of professional act the counter asks a logged-in operator for, so that what each role
+    may do is a setting (a préparateur acts under a pharmacist's responsibility). Validating a
+    dispensation is not among them: it stays a pharmacist's (:attr:`Role.may_validate`)."""
+
+    IDENTITY = "identity"
+    """Search, choice among INSi identities, traits confirmation, identity document."""
+    PRESCRIPTION = "prescription"
+    """Confirm, reject, accept a prescription written with other traits, type paper lines."""
+    DISPENSATION = "dispensation"
+    """Box to line, box removed, annotation."""
+    DMP = "dmp"
+    """Feed a document to the patient's DMP."""
+    DP = "dp"
+    """Record the Dossier Pharmaceutique consent, consult it."""
+    MESSAGING = "messaging"
+    """Send the dispensing summary to the prescriber (with the patient's agreement)."""
+    CLAIMS = "claims"
+    """The last claims, with the patients' initials."""
+    BATCH = "batch"
+    """Close and send a batch, resubmit rejected claims."""
+    UNLOCK = "unlock"
+    """Lift a colleague's PIN lock-out."""
+
+
+DEFAULT_ACTS: dict[Role, frozenset[Act]] = {
+    Role.TITULAIRE: frozenset(Act),
+    Role.PHARMACIEN: frozenset(Act),
+    Role.PREPARATEUR: frozenset(Act) - {Act.DMP, Act.MESSAGING, Act.UNLOCK},
+}
+"""What each role may do unless the pharmacy configures otherwise: préparateurs handle identities,
+prescriptions, boxes, the DP and batches; the DMP, the prescriber's summary and unlocking colleagues
+stay with the pharmacists."""
+
+
 class IdentityStatus(StrEnum):
     """RNIV statuses of a patient identity."""
 
@@ -201,6 +236,18 @@ class PrescribedFor:
 
 
 @dataclass(frozen=True, slots=True)
+class DpEntry:
+    """One dispensation the patient's Dossier Pharmaceutique lists, from any pharmacy."""
+
+    day: date
+    label: str
+    quantity: int
+    cip13: str | None = None
+    pharmacy: str = ""
+    """Where it was dispensed, as the DP names it (town and pharmacy)."""
+
+
+@dataclass(frozen=True, slots=True)
 class ApcvContext:
     """What the apCV teleservice returns for a phone's QR context."""
 
@@ -217,6 +264,19 @@ class InsiOutcome(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class PastIns:
+    """A matricule the INS register knew the person under before (INSi's INS history, ``INSHISTO``)."""
+
+    matricule: str
+    oid: str
+    valid_from: date | None = None
+    valid_to: date | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class InsiResult:
     outcome: InsiOutcome
     identities: tuple[Ins, ...] = ()
+    history: tuple[PastIns, ...] = ()
+    """With FOUND: the identity's former matricules, as the register lists them (a stored patient may be
+    filed under one of them)."""

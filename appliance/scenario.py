@@ -426,6 +426,7 @@ def counter_rig(
         cipher = FieldCipher.load(key_path)
         db = open_database(db_path)
         stack.callback(db.close)
+        _sandbox_pharmacy(db)
         the_clock: Callable[[], float] = clock if clock is not None else ScenarioClock()
         base_url = stack.enter_context(_sandbox(sandbox_url, population, sandbox_today))
         online = HttpTeleservices(base_url, timeout=timeout)
@@ -434,6 +435,20 @@ def counter_rig(
         records = CounterRecords(db, cipher, the_clock)
         counter = Counter(records, network, ProductTable.load(DEFAULT_PRODUCTS_PATH), clock=the_clock)
         yield CounterRig(counter, db, records, the_clock, network, base_url)
+
+
+def _sandbox_pharmacy(db: Any) -> None:
+    """Give a database that has none the sandbox's test pharmacy (FINESS and name): the DMP documents
+    name the pharmacy that wrote them, and the rig always talks to the sandbox."""
+    from appliance.store.database import get_setting, set_setting, transaction
+    from sandbox.dmp_registry import TEST_PHARMACY
+
+    if get_setting(db, "finess") is not None:
+        return
+    with transaction(db) as conn:
+        for key, value in TEST_PHARMACY.items():
+            if conn.execute("SELECT 1 FROM pharmacy WHERE key = ?", (key,)).fetchone() is None:
+                set_setting(conn, key, value)
 
 
 def run_scenario(

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Any, Protocol
 
-from appliance.domain import AmcRights, AmoRights, ApcvContext, Beneficiary, InsiResult, Prescription, Traits
+from appliance.domain import AmcRights, AmoRights, ApcvContext, Beneficiary, DpEntry, InsiResult, Prescription, Traits
 
 
 class TeleserviceError(Exception):
@@ -46,6 +46,11 @@ class Teleservices(Protocol):
     def dld(self, amc_number: str, member_number: str, nir: str, day: date) -> AmcRights: ...
 
     def fetch_prescription(self, prescription_id: str) -> Prescription: ...
+
+    def dp_consult(self, beneficiary: Beneficiary, since: date) -> list[DpEntry]:
+        """The dispensations of the patient's Dossier Pharmaceutique since ``since`` (the DP is opened
+        and read with the carte Vitale's NIR); asked only after the patient's consent was recorded."""
+        ...
 
     def deliver(self, stream: str, key: str, payload: dict[str, Any], *, attempts: int | None = None) -> dict[str, Any]:
         """Send one outbox message (execution data, claim batch, DMP document); idempotent by ``key``.

@@ -1,9 +1,9 @@
 """Reconciliation benchmark: auto-match rate and false matches on generated months, side by side.
 
 Each seed generates months of activity with :mod:`sandbox.payments` (grouped transfers, partial
-payments, rejections, a late payer, references cut or missing on bank labels, a lost transfer, card
-takings...), writes the NOEMIE-style files, the camt.053 and the CFONB 120 statement, parses them back
-and matches with, in the same run:
+payments, rejections, withholdings, a late payer, references cut or missing on bank labels, a lost
+transfer, card takings...), writes the NOEMIE PS files (published layout), the camt.053 and the CFONB
+120 statement, parses them back and matches with, in the same run:
 
 - ``comptoir``: :func:`appliance.payments.reconcile` as shipped;
 - ``comptoir, no references``: the same on credits whose labels lost every payment reference (only

@@ -6,8 +6,10 @@ reach the bank), with rejections (with a code), partial payments (the payer's pr
 date; the complement often comes weeks later), claims never paid, remittances of one payment day
 grouped in one transfer (and a weekly payer grouping a whole week), payment references cut off or
 missing on the bank labels, a transfer that never arrives, payer credits no remittance explains,
-card takings, patients' transfers and debits. :func:`write_files` writes the NOEMIE-style
-remittances, the camt.053 XML and the CFONB 120 statement of the very same movements;
+card takings, patients' transfers and debits, and now and then a debt withheld on a payment (a NOEMIE
+250 *retenue*: the transfer is what was paid less the withholding). :func:`write_files` writes the
+remittances as NOEMIE PS files (the published layout, :mod:`appliance.payments.noemie`), the camt.053
+XML and the CFONB 120 statement of the very same movements;
 :func:`seed_database` puts the claims in a counter database. The ground truth comes with it, for
 the tests and ``bench/reconcile.py``.
 """
@@ -20,12 +22,13 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from xml.sax.saxutils import escape
 
 import sqlite_utils
 
 from appliance.payments.model import REJECTION_CODES, ExpectedPart, Part
-from appliance.payments.noemie import format_entity
+from appliance.payments.noemie import format_entity, write_noemie
 from appliance.store.database import transaction
 
 FINESS = "750000001"
@@ -82,14 +85,30 @@ class Line:
 
 
 @dataclass(slots=True)
+class Withholding:
+    """A debt the payer recovers on a payment (NOEMIE 250): ``amount`` cents less on the transfer."""
+
+    reference: str
+    amount: int
+    recorded_on: date
+    nature: str = "IND"
+    """Nature de la dette (IND: indu sur prestations)."""
+    operation: str = "RPR"
+    """Nature de l'opération de récupération (RPR: retenue sur prestation)."""
+
+
+@dataclass(slots=True)
 class Return:
-    """One payer's return for one batch: a payment (PAI) with a reference, or rejections (REJ)."""
+    """One payer's return for one batch: a payment (071, with a reference) or rejections only (070)."""
 
     payer: Payer
     batch: int
     paid_on: date
     reference: str
     lines: list[Line]
+    withholdings: list[Withholding] = field(default_factory=list)
+    lot: str = ""
+    """A batch number that is no NOEMIE lot number (not 1-999): written in the invoices' lot zone only."""
 
     @property
     def remittance_id(self) -> str:
@@ -97,7 +116,8 @@ class Return:
 
     @property
     def total(self) -> int:
-        return sum(line.paid for line in self.lines)
+        """What the payer transfers: the parts paid less the withholdings."""
+        return sum(line.paid for line in self.lines) - sum(w.amount for w in self.withholdings)
 
 
 @dataclass(slots=True)
@@ -210,8 +230,21 @@ def generate(*, months: int = 3, claims_per_day: int = 30, seed: int = 1, start:
             for line in r.lines:
                 activity.outcome[(line.claim, line.part)] = "unpaid"
     activity.returns = [r for r in activity.returns if r.paid_on < end]
+    _withhold(activity, seed)
     _bank(activity, rng)
     return activity
+
+
+def _withhold(activity: Activity, seed: int) -> None:
+    """A debt withheld on about 3 % of the payments (its own random stream: the rest of the activity is
+    the one the seed always gave)."""
+    rng = random.Random(f"withholdings-{seed}")  # noqa: S311 - a reproducible test activity
+    numbers = iter(range(1, 10**6))
+    for r in activity.returns:
+        if r.reference and r.total > 600 and rng.random() < 0.03:
+            amount = rng.randint(100, min(r.total - 300, 6000))
+            recorded = r.paid_on - timedelta(days=rng.randint(20, 200))
+            r.withholdings.append(Withholding(f"D{r.paid_on:%y}{next(numbers):07d}", amount, recorded))
 
 
 def _next_working(day: date) -> date:
@@ -291,75 +324,196 @@ def _bank(activity: Activity, rng: random.Random) -> None:
 # ---------------------------------------------------------------------------------------------- writers
 
 
-def noemie_file(payer: Payer, returns: list[Return], created_on: date, file_number: int) -> str:
-    """One NOEMIE-style file of ``returns`` (one payer), one entity per line."""
-    entities = [
-        format_entity(
-            "000",
-            payer_kind=payer.kind.value,
-            payer_code=payer.code,
-            payer_name=payer.name,
-            created_on=created_on,
-            file_number=file_number,
-        ),
-        format_entity("010", finess=FINESS, payee_name=PHARMACY),
-    ]
-    total = 0
-    for batch, its in _by_batch(returns):
-        entities.append(format_entity("020", batch_number=batch, claims=len({ln.claim for r in its for ln in r.lines})))
-        for r in its:
-            entities.append(
-                format_entity(
-                    "030",
-                    return_type="PAI" if r.reference else "REJ",
-                    paid_on=r.paid_on,
-                    payment_reference=r.reference,
-                    amount=r.total,
-                )
-            )
-            total += r.total
-            for line in r.lines:
-                entities.append(
-                    format_entity(
-                        "100",
-                        claim_number=line.claim,
-                        billed_on=line.day or r.paid_on,
-                        billed=line.billed,
-                        paid=line.paid,
-                    )
-                )
-                entities.append(
-                    format_entity(
-                        "110" if line.part is Part.AMO else "120",
-                        payer_code=line.payer_code,
-                        billed=line.billed,
-                        paid=line.paid,
-                    )
-                )
-                entities.extend(_acts(line))
-                if line.code:
-                    entities.append(format_entity("300", code=line.code, label=REJECTION_CODES[line.code].reason[:60]))
-    entities.append(format_entity("999", entities=len(entities), total_paid=total))
-    return "\n".join(entities) + "\n"
+def _emitter(payer: Payer) -> tuple[str, int]:
+    """Type d'émetteur (CP a CPAM, MA the MSA, OC an AMC) and its number (the digits of the code)."""
+    kind = "OC" if payer.kind is Part.AMC else "MA" if payer.code.startswith("MSA") else "CP"
+    return kind, int("".join(c for c in payer.code if c.isdigit()) or "0")
 
 
-def _by_batch(returns: list[Return]) -> list[tuple[int, list[Return]]]:
-    grouped: dict[int, list[Return]] = defaultdict(list)
+def _header(emitter_type: str, emitter: int, created_on: date, file_number: int) -> dict[str, object]:
+    return {
+        "emitter_type": emitter_type,
+        "emitter": emitter,
+        "recipient_type": "TP",
+        "recipient": FINESS,
+        "file_id": f"{file_number:06d}",
+        "created_on": created_on,
+        "norm": "576",
+        "currency": "U",
+        "flow": "T",
+        "record_length": 128,
+    }
+
+
+def _control(count: int, cents: int) -> str:
+    return format_entity("990", count=count, total=abs(cents), sign="N" if cents < 0 else "P")
+
+
+def noemie_file(payer: Payer, returns: list[Return], created_on: date, file_number: int, *, newline: str = "") -> str:
+    """One NOEMIE PS file (published layout: 128-byte records, not separated unless ``newline``) of
+    ``returns``, all of one payer: a 071 per payment (070 for rejections only), an 081 of claims (04 for
+    the complements of earlier partial payments) with its 080 lot, an 081 of withholdings (05), and a
+    990 closing every level (lot, return type, payment, payee)."""
+    emitter_type, emitter = _emitter(payer)
+    entities = [format_entity("040", number=int(FINESS))]
+    file_total = lots = 0
     for r in returns:
-        grouped[r.batch].append(r)
-    return sorted(grouped.items())
+        if r.reference:
+            entities.append(
+                format_entity("071", day=r.paid_on, label1=r.reference, label2=payer.name[:32], payer=payer.code)
+            )
+        else:
+            entities.append(format_entity("070", day=r.paid_on))
+        paid = sum(line.paid for line in r.lines)
+        returns_types = 0
+        if r.lines:
+            returns_types += 1
+            entities.append(format_entity("081", return_type="01" if r.batch else "04"))
+            invoices = [entity for line in r.lines for entity in _invoice(line, r.batch, payer, r.lot)]
+            if r.batch:
+                lots += 1
+                batch_day = min(line.day or r.paid_on for line in r.lines)
+                entities.append(format_entity("080", day=batch_day, batch=r.batch))
+                entities += invoices
+                entities.append(_control(len(r.lines), paid))
+                entities.append(_control(1, paid))
+            else:
+                entities += invoices
+                entities.append(_control(len(r.lines), paid))
+        if r.withholdings:
+            returns_types += 1
+            entities.append(format_entity("081", return_type="05"))
+            for n, w in enumerate(r.withholdings, start=1):
+                entities.append(
+                    format_entity(
+                        "250",
+                        line=n,
+                        debt=w.reference,
+                        recorded_on=w.recorded_on,
+                        nature=w.nature,
+                        operation=w.operation,
+                        amount=w.amount,
+                        sign="N",
+                        balance=0,
+                    )
+                )
+            entities.append(_control(len(r.withholdings), -sum(w.amount for w in r.withholdings)))
+        entities.append(_control(returns_types, r.total))
+        file_total += r.total
+    entities.append(_control(len(returns), file_total))
+    header = _header(emitter_type, emitter, created_on, file_number)
+    return write_noemie(header, entities, lots=lots, total_cents=file_total, newline=newline)
 
 
-def _acts(line: Line) -> list[str]:
-    """Two acts when the amount allows: the medicines and the dispensing fee."""
+def _invoice(line: Line, batch: int, payer: Payer, lot: str = "") -> list[str]:
+    """A 102 invoice with its beneficiary (103, placeholder identity), its part (198 or 199), its acts
+    (210) and its rejection (294)."""
+    day = line.day or date(2026, 1, 1)
+    state = "R" if line.code and line.paid == 0 else "P"
+    part: dict[str, object] = {"asked": line.billed, "state": state, "paid": line.paid, "sign": "P"}
+    out = [
+        format_entity(
+            "102",
+            invoice=f"{line.claim:09d}",
+            batch=f"{batch:03d}" if batch else lot[:3],
+            batch_day=day if batch else None,
+            invoice_type="F" if batch else "E",
+            billed_on=day,
+        ),
+        format_entity("103", nir=f"1{line.claim:012d}"[-13:], nir_key=0, birth_date="800101", birth_rank=1),
+    ]
+    if line.part is Part.AMO:
+        out.append(format_entity("198", **part))
+    else:
+        out.append(format_entity("199", **part, amc=_emitter(payer)[1]))
+    out += _acts(line, day)
+    if line.code:
+        label = REJECTION_CODES[line.code].reason[:86]
+        part_code = "O" if line.part is Part.AMO else "C"
+        out.append(format_entity("294", code=line.code, label=label, reject_level="F", part=part_code))
+    return out
+
+
+def _acts(line: Line, day: date) -> list[str]:
+    """Two acts (210) when the amount allows: the medicines and the dispensing fee."""
     if line.billed < 200:
-        return [format_entity("200", act_code="PH7", quantity=1, billed=line.billed, paid=line.paid)]
+        return [_act(1, "PH7", line.billed, line.paid, line.part, day)]
     fee_billed = 102
     fee_paid = min(fee_billed, line.paid)
     return [
-        format_entity("200", act_code="PH7", quantity=1, billed=line.billed - fee_billed, paid=line.paid - fee_paid),
-        format_entity("200", act_code="HON", quantity=1, billed=fee_billed, paid=fee_paid),
+        _act(1, "PH7", line.billed - fee_billed, line.paid - fee_paid, line.part, day),
+        _act(2, "HON", fee_billed, fee_paid, line.part, day),
     ]
+
+
+def _act(n: int, nature: str, billed: int, paid: int, part: Part, day: date) -> str:
+    amo = paid if part is Part.AMO else 0
+    amc = paid if part is Part.AMC else 0
+    return format_entity(
+        "210",
+        line=n,
+        regime_code=0,
+        exemption="0",
+        mode=0,
+        discipline=0,
+        prescribed_on=day,
+        care_from=day,
+        care_to=day,
+        unit_price=billed,
+        base=billed,
+        rate=100,
+        reimbursed=amo,
+        sign="P",
+        nature=nature,
+        complement="",
+        quantity=1,
+        coefficient=100,
+        count=1,
+        expense=billed,
+        expense_kind="",
+        am_rate=0,
+        am_amount=0,
+        amc_rate=100 if amc else 0,
+        amc_amount=amc,
+        amc_base=billed if amc else 0,
+    )
+
+
+def noemie_files(remittances: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """The sandbox server's remittances (its ``GET /claims/remittances`` items) as NOEMIE PS files, one
+    per payer and payment day: ``{"name", "payer", "paid_on", "content"}`` (content: the file's
+    characters, one per byte)."""
+    by_file: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for r in remittances:
+        by_file[(str(r["payer"]), str(r["paid_on"]))].append(r)
+    files = []
+    codes = {advice.reason: code for code, advice in REJECTION_CODES.items()}
+    for (payer_code, day_text), its in sorted(by_file.items()):
+        day = date.fromisoformat(day_text)
+        kind = Part.AMO if payer_code == "AMO" else Part.AMC
+        payer = Payer(payer_code, payer_code, kind, (0, 0), (0, 0))
+        returns = []
+        for r in its:
+            batch_text = str(r.get("batch_number") or "")
+            batch = int(batch_text) if batch_text.isdigit() and 0 < int(batch_text) < 1000 else 0
+            lines = []
+            for c in r["claims"]:
+                rejected = c["status"] == "rejected"
+                code = codes.get(str(c.get("reason") or ""), "REJE") if rejected else ""
+                paid = int(c["paid_cents"])
+                lines.append(Line(int(c["claim_number"]), kind, payer_code, paid, paid, code, day))
+            lot = "" if batch else batch_text
+            returns.append(Return(payer, batch, day, str(r["payment_reference"]), lines, lot=lot))
+        number = int("".join(ch for ch in str(its[0]["remittance_id"]) if ch.isdigit()) or "1") % 10**6
+        files.append(
+            {
+                "name": f"{day:%Y%m%d}-{payer_code}.rsp",
+                "payer": payer_code,
+                "paid_on": day_text,
+                "content": noemie_file(payer, returns, day, number),
+            }
+        )
+    return files
 
 
 def camt053(activity: Activity) -> str:
@@ -440,7 +594,7 @@ def cfonb120(activity: Activity) -> str:
 
 
 def write_files(activity: Activity, directory: Path) -> tuple[Path, Path, Path]:
-    """``remittances/`` (one NOEMIE file per payer and payment day), ``bank.xml`` and ``bank.cfonb``."""
+    """``remittances/`` (one NOEMIE PS file per payer and payment day), ``bank.xml`` and ``bank.cfonb``."""
     remittances = directory / "remittances"
     remittances.mkdir(parents=True, exist_ok=True)
     by_file: dict[tuple[str, date], list[Return]] = defaultdict(list)
@@ -448,7 +602,7 @@ def write_files(activity: Activity, directory: Path) -> tuple[Path, Path, Path]:
         by_file[(r.payer.code, r.paid_on)].append(r)
     for number, ((code, day), its) in enumerate(sorted(by_file.items(), key=lambda kv: (kv[0][1], kv[0][0])), 1):
         text = noemie_file(its[0].payer, its, day, number)
-        (remittances / f"{day:%Y%m%d}-{code}.rsp").write_text(text, encoding="utf-8")
+        (remittances / f"{day:%Y%m%d}-{code}.rsp").write_bytes(text.encode("iso-8859-1"))
     camt = directory / "bank.xml"
     camt.write_text(camt053(activity), encoding="utf-8")
     cfonb = directory / "bank.cfonb"

@@ -23,7 +23,8 @@ twins                mother Nadia PETIT holding the card; twin boys Lucas (rank 
 corsica              Antoine SANTONI born in Ajaccio (2A004): NIR with 2A (key computed with 2A→19);
                      a 100 % product (tamoxifen) with 5 renewals
 ald                  Marc ROSSI born in Bastia (2B033), ALD: prescription with three ALD lines (diabetes)
-                     and one line that is not
+                     and one line that is not; his DP lists his monthly metformin from a Bastia pharmacy
+                     (two in the last four months, an older gliclazide)
 c2s                  Aminata DIALLO and her son Moussa, complémentaire santé solidaire, no mutuelle
 expired-amc          Claire LEFEBVRE: mutuelle 66666666 period ended 2025-12-31 → IDB refuses ("droits
                      mutuelle expirés"), DLD returns renewed rights 2026-01-01..2027-12-31 with a new
@@ -33,13 +34,16 @@ insi-none            Anna KOWALSKI: INSi finds nobody (outcome 01, by card or tr
 insi-two             Jean DUBOIS (Paris) and his homonym ``insi-two-homonym`` (Marseille), same birth date:
                      traits without birth place → 02 with two identities; with the place → 00; by card → 02
 traits-differ        Élodie LEROUX on the card, "LE ROUX / ELODIE MARIE" in the INS register: INSi 00 with
-                     traits that differ from the card, for the pharmacist to confirm
+                     traits that differ from the card, for the pharmacist to confirm; her INS history holds
+                     the matricule she had until her birth place was corrected (Quimper, 29232, until 2019)
 provisional          Youssef EL AMRANI: card NIR is provisional (starts with 7); INSi returns his definitive
                      matricule (starts with 1), which differs from the card NIR
 durand               Marie-Claire DURAND of :mod:`sandbox.samples`: the sample apCV token, the sample
                      ePrescription EP7K2Q-9XWM-4TDA-LR8C (Doliprane, the sample box) and the sample mutuelle
                      attestation (88888888 / 0012345678); ePrescription EP5WRG-2PAT-8DOB-4MIX is written
-                     for Paul DURAND born 11/02/1948, not her (the pharmacist must decide)
+                     for Paul DURAND born 11/02/1948, not her (the pharmacist must decide); her Dossier
+                     Pharmaceutique lists three dispensations of the last four months in Lyon and Bordeaux
+                     and two older ones in Paris (:data:`DP_HISTORIES`)
 le-goff              Paul LE GOFF of :mod:`sandbox.samples` (born abroad, 99350), agricultural regime (MSA)
 arl-rejected         Julie MOREAU moved from Paris to Toulouse: her carte Vitale still names her former fund
                      (CPAM 751), the register (ADRi) her current one (311). A claim addressed to the fund of
@@ -48,6 +52,11 @@ arl-rejected         Julie MOREAU moved from Paris to Toulouse: her carte Vitale
 payment-rejected     Louis FAURE: batches are acknowledged, but the remittance rejects his claims with a
                      reason and an advised action
 ===================  =====================================================================================
+
+Dossier Pharmaceutique: :data:`DP_HISTORIES` (person key → what other pharmacies dispensed to them,
+newest first) is what the sandbox DP answers, with what was fed to it since it started; a consult
+names a day (``since``, four months back by default), so the older entries only show to a longer one.
+``martin-jean`` has his Levothyrox there too; the other cases have an empty DP.
 
 Also exported: :data:`APCV_TOKENS` (case key → token; ``"expired"`` → an expired context of the
 Martin family), :data:`PRESCRIPTIONS` (id → :class:`~appliance.domain.Prescription`),
@@ -60,7 +69,7 @@ from __future__ import annotations
 import base64
 import unicodedata
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
 
@@ -69,9 +78,11 @@ from appliance.codes.nir import nir_key
 from appliance.domain import (
     AmoRights,
     Beneficiary,
+    DpEntry,
     Ins,
     InsiOutcome,
     InsiResult,
+    PastIns,
     PrescribedFor,
     Prescription,
     PrescriptionLine,
@@ -118,6 +129,8 @@ class Person:
     """What happens to their claims: "paid", "arl-negative" or "payment-rejected"."""
     card_fund: str | None = None
     """The AMO fund their carte Vitale still names when it is out of date (None: the register's)."""
+    ins_history: tuple[PastIns, ...] = ()
+    """Former matricules INSi lists with their identity (INSHISTO)."""
 
     @property
     def card_amo(self) -> AmoRights:
@@ -167,13 +180,14 @@ def _add(
     insi_several: bool = False,
     claim_outcome: str = "paid",
     card_fund: str | None = None,
+    ins_history: tuple[PastIns, ...] = (),
 ) -> Person:
     traits = Traits(birth_name=birth_name, first_names=first_names, sex=sex, birth_date=born, birth_place=place)
     nir = _nir(sex, born, place, order, first=nir_first)
     beneficiary = Beneficiary(nir=nir, rank=rank, traits=traits, holder_nir=holder.beneficiary.nir if holder else nir)
     ins = Ins(matricule=ins_matricule or nir, oid=TEST_OID, traits=ins_traits or traits) if in_insi else None
     amo = AmoRights(nir=nir, regime=regime, fund=fund, valid_from=AMO_FROM, valid_to=amo_to, ald=ald, c2s=c2s)
-    person = Person(key, case, beneficiary, ins, amo, amc, insi_several, claim_outcome, card_fund)
+    person = Person(key, case, beneficiary, ins, amo, amc, insi_several, claim_outcome, card_fund, ins_history)
     _PEOPLE.append(person)
     return person
 
@@ -422,6 +436,7 @@ _leroux = _add(
     order=63,
     fund="291",
     ins_traits=Traits("LE ROUX", "ELODIE MARIE", "F", date(1987, 1, 20), "29019"),
+    ins_history=(PastIns(_nir("F", date(1987, 1, 20), "29232", 63), TEST_OID, valid_to=date(2019, 2, 28)),),
 )
 _case("traits-differ", "INS traits differ from the card's", _leroux)
 _el_amrani = _add(
@@ -740,6 +755,39 @@ CLAIM_REJECTIONS: dict[str, tuple[str, str]] = {
 """Claim outcome → (reason, advised action) reported by the ARL or the remittance."""
 
 
+# --- Dossier Pharmaceutique: dispensations in other pharmacies
+_LYON = "Pharmacie de la Gare, Lyon"
+_BORDEAUX = "Pharmacie des Chartrons, Bordeaux"
+_PARIS = "Grande Pharmacie de la Nation, Paris"
+_BASTIA = "Pharmacie du Vieux-Port, Bastia"
+
+
+def _dp(day: date, cip13: str, quantity: int, pharmacy: str) -> DpEntry:
+    return DpEntry(day, _LABELS[cip13], quantity, cip13, pharmacy)
+
+
+DP_HISTORIES: dict[str, tuple[DpEntry, ...]] = {
+    "durand": (
+        _dp(date(2026, 5, 22), CETIRIZINE_10, 1, _LYON),
+        _dp(date(2026, 4, 9), OMEPRAZOLE_20, 2, _BORDEAUX),
+        _dp(date(2026, 3, 2), DOLIPRANE_1000, 2, _LYON),
+        _dp(date(2025, 12, 10), AMOXICILLINE_1G, 1, _PARIS),
+        _dp(date(2025, 9, 18), VENTOLINE, 1, _PARIS),
+    ),
+    "ald": (
+        _dp(date(2026, 5, 4), METFORMINE_850, 1, _BASTIA),
+        _dp(date(2026, 4, 3), METFORMINE_850, 1, _BASTIA),
+        _dp(date(2025, 11, 20), DIAMICRON_60, 1, _BASTIA),
+    ),
+    "martin-jean": (
+        _dp(date(2026, 5, 2), LEVOTHYROX_75, 1, "Pharmacie Bellecour, Lyon"),
+        _dp(date(2026, 1, 5), LEVOTHYROX_75, 1, "Pharmacie Bellecour, Lyon"),
+    ),
+}
+"""Person key → the dispensations their Dossier Pharmaceutique lists from other pharmacies, newest
+first: within the last four months of :data:`REFERENCE_DAY` and older (``since`` tells them apart)."""
+
+
 def _norm(text: str) -> str:
     """Upper-case letters only, accents, spaces and hyphens removed: how names are compared."""
     stripped = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
@@ -751,11 +799,12 @@ def _first_name(first_names: str) -> str:
     return _norm(parts[0]) if parts else ""
 
 
-def _result(identities: list[Ins]) -> InsiResult:
+def _result(people: list[Person]) -> InsiResult:
+    identities = [p.ins for p in people if p.ins is not None]
     if not identities:
         return InsiResult(InsiOutcome.NONE)
     if len(identities) == 1:
-        return InsiResult(InsiOutcome.FOUND, (identities[0],))
+        return InsiResult(InsiOutcome.FOUND, (identities[0],), people[0].ins_history)
     return InsiResult(InsiOutcome.SEVERAL, tuple(identities))
 
 
@@ -767,6 +816,8 @@ class Population:
     cases: Mapping[str, Case]
     apcv_contexts: Mapping[bytes, tuple[str, bool]]
     prescriptions: Mapping[str, Prescription]
+    dp_histories: Mapping[str, tuple[DpEntry, ...]] = field(default_factory=dict)
+    """Person key → their Dossier Pharmaceutique's dispensations in other pharmacies."""
 
     def person(self, key: str) -> Person:
         """A person by person key, or a case's card holder by case key."""
@@ -793,7 +844,7 @@ class Population:
             case = found[0].case
             group = [p.ins for p in self.people.values() if p.case == case and p.insi_several and p.ins]
             return InsiResult(InsiOutcome.SEVERAL, tuple(group))
-        return _result([p.ins for p in found if p.ins is not None])
+        return _result(found)
 
     def insi_by_traits(self, traits: Traits) -> InsiResult:
         """rechercherInsAvecTraitsIdentite: birth name, first first name, sex, birth date, optional place."""
@@ -809,7 +860,7 @@ class Population:
                 and t.birth_date == traits.birth_date
                 and (not traits.birth_place or t.birth_place == traits.birth_place)
             ):
-                matches.append(p.ins)
+                matches.append(p)
         return _result(matches)
 
     def find_beneficiary(
@@ -837,7 +888,7 @@ class Population:
         ]
 
 
-POPULATION = Population(PEOPLE, CASES, APCV_CONTEXTS, PRESCRIPTIONS)
+POPULATION = Population(PEOPLE, CASES, APCV_CONTEXTS, PRESCRIPTIONS, DP_HISTORIES)
 """The population documented above."""
 
 person = POPULATION.person

@@ -1,19 +1,23 @@
 """The sandbox teleservices: a real HTTP server on 127.0.0.1 playing the national services.
 
-JSON over plain HTTP (the real services are HTTPS with mutual TLS; the adapter is the same). Dates are
-ISO ``YYYY-MM-DD``. Every refusal is a 4xx with ``{"code": ..., "message": <French, for the
-pharmacist>}``; 5xx only come from the fault switches. Nothing binds or starts before
-:meth:`SandboxServer.start` (or :meth:`SandboxServer.serve_forever`).
+JSON over plain HTTP (the real services are HTTPS with mutual TLS; the adapter is the same), except
+INSi, which speaks the CNAM service's SOAP 1.2 (:mod:`sandbox.insi_soap`). Dates are ISO ``YYYY-MM-DD``.
+Every JSON refusal is a 4xx with ``{"code": ..., "message": <French, for the pharmacist>}``; 5xx only
+come from the fault switches. Nothing binds or starts before :meth:`SandboxServer.start` (or
+:meth:`SandboxServer.serve_forever`).
 
 Services (the name in brackets is the one used by request counters and fault switches)::
 
     POST /apcv/context                    [apcv]   {"token": base64 of the QR bytes}
          → {"beneficiaries": [Beneficiary], "ins": {nir: Ins}, "expires_at": epoch seconds}
            404 APCV_UNKNOWN, 410 APCV_EXPIRED
-    POST /insi/card                       [insi]   {"holder_nir", "birth_date", "rank"}
-    POST /insi/traits                     [insi]   {"birth_name", "first_names", "sex", "birth_date",
-                                                    "birth_place"?}
-         → {"outcome": "00" | "01" | "02", "identities": [Ins]}
+    POST /lps                             [insi]   SOAP 1.2, Content-Type application/soap+xml, wsa:Action
+         urn:ServiceIdentiteCertifiee:1.0.0:rechercherInsAvecCarteVitale (RECVITALE: MatriculeOD, DateNaissance,
+         RangNaissance) or ...:rechercherInsAvecTraitsIdentite (RECSANSVITALE: NomNaissance, Prenom, Sexe,
+         DateNaissance, LieuNaissance?), with ContexteBAM, ContexteLPS and wsa:MessageID headers
+         → RESULTAT: CodeCR 00 (INDIVIDU: INSACTIF, INSHISTO*, TIQ) | 01 | 02 (the candidates as INDIVIDU);
+           a malformed request → SOAP Fault (HTTP 500, 415 for another media type); error_status faults
+           answer a Receiver Fault (siram_40)
     POST /adri                            [adri]   {"nir", "holder_nir", "birth_date", "rank", "day"}
          → AmoRights; 404 ADRI_UNKNOWN
     POST /amc/idb                         [idb]    {"amc_number", "member_number", "nir", "day"}
@@ -39,11 +43,25 @@ Services (the name in brackets is the one used by request counters and fault swi
          → {"remittances": [{"remittance_id", "payer", "batch_number", "paid_on", "payment_reference",
                              "total_paid_cents", "claims": [{"claim_number", "status": "paid" | "rejected",
                                                              "paid_cents", "reason"?, "action"?}]}]}
-    POST /dmp/documents                   [dmp]    Idempotency-Key
-         {"type": "vaccination" | "pharmaceutical-interview" | "medication-review", "ins": Ins,
-          "ins_status": "QUAL", "visibility": "all" | "hidden-from-patient" | "hidden-from-professionals",
-          "title", "content"}
-         → {"status": "accepted", "document_id"}; 422 INS_NOT_QUALIFIED / INS_OID, 404 DMP_UNKNOWN
+    GET  /claims/remittances/noemie?since=YYYY-MM-DD  [remittance]
+         → {"files": [{"name", "payer", "paid_on", "content"}]}: the same remittances as NOEMIE PS files
+           (the published layout, one per payer and payment day; content: one character per byte)
+    POST /dmp/repository                  [dmp]    IHE ITI-41 Provide and Register Document Set-b: SOAP 1.2
+         with MTOM/XOP (multipart/related, application/xop+xml root), lcm:SubmitObjectsRequest + the CDA
+         → rs:RegistryResponse (MTOM, HTTP 200): Success, or Failure with RegistryError codes
+           (XDSRegistryMetadataError, XDSRepositoryMetadataError, XDSUnknownPatientId for an INS that is
+           not a test INS or has no DMP, XDSPatientIdDoesNotMatch, XDSMissingDocument...); a request
+           that is not ITI-41 → SOAP Fault (HTTP 400, 415). Checks and storage: :mod:`sandbox.dmp_registry`
+    POST /dp/consult                      [dp]     {"nir", "holder_nir"?, "rank", "birth_date", "since"}
+         → {"dispensations": [{"day", "cip13", "label", "quantity", "pharmacy"}]} on or after ``since``,
+           newest first: the population's (:data:`sandbox.population.DP_HISTORIES`) and those fed here;
+           404 DP_UNKNOWN (a card the DP does not know: NIR, birth date and rank must match)
+    POST /dp/dispensations                [dp]     Idempotency-Key
+         {"nir", "holder_nir"?, "rank", "birth_date", "dispensed_on", "pharmacy": {"finess", "name"},
+          "lines": [{"cip13", "quantity", "lot"?}]}
+         → 201 {"status": "recorded", "dp_id", "lines"}; 404 DP_UNKNOWN, 422 DP_PHARMACY_UNKNOWN (no FINESS)
+    The Dossier Pharmaceutique's protocol is not public (vendors get it under agreement): this JSON is
+    invented, for the port :meth:`appliance.teleservices.Teleservices.dp_consult` and the ``dp`` stream.
 
 Idempotency: a successful answer is kept per (service, key) and replayed (header ``Idempotent-Replay:
 true``) for the same key and payload; the same key with another payload is a 422 KEY_REUSED. Refusals
@@ -63,7 +81,7 @@ Test endpoints (not counted, no faults)::
 
     GET    /_sandbox/state   → {"requests": {service: n}, "executions": [...], "dispensations": [...],
                                 "batches": [...], "remittances": [...], "dmp_documents": [...],
-                                "faults": {...}}
+                                "dp_dispensations": [...], "faults": {...}}
     POST   /_sandbox/faults  {"service": name | "*", "latency_ms"?, "error_status"?: 5xx, "hang"?,
                               "drop_response"?, "times"?: n (default: until cleared)}
     DELETE /_sandbox/faults  clear every fault
@@ -86,6 +104,7 @@ import hashlib
 import json
 import select
 import socket
+import ssl
 import sys
 import threading
 import time
@@ -97,22 +116,19 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from appliance.codes.ins import InsOid
 from appliance.domain import (
     AmcRights,
     AmoRights,
     Beneficiary,
-    IdentityStatus,
     Ins,
-    InsiResult,
     Prescription,
     Traits,
-    Visibility,
 )
+from sandbox import dmp_registry, insi_soap
 from sandbox.population import CLAIM_REJECTIONS, POPULATION, AmcMembership, Person, Population
 
-SERVICES = ("apcv", "insi", "adri", "idb", "dld", "eprescription", "execution", "batch", "remittance", "dmp")
-DMP_TYPES = ("vaccination", "pharmaceutical-interview", "medication-review")
+SERVICES = ("apcv", "insi", "adri", "idb", "dld", "eprescription", "execution", "batch", "remittance", "dmp", "dp")
+DMP_TYPES = tuple(dmp_registry.DOCUMENT_TYPES.values())
 MAX_BODY = 1 << 20
 Json = dict[str, Any]
 
@@ -150,10 +166,6 @@ def ins_json(ins: Ins) -> Json:
 
 def beneficiary_json(b: Beneficiary) -> Json:
     return {"nir": b.nir, "rank": b.rank, "holder_nir": b.holder_nir, "traits": traits_json(b.traits)}
-
-
-def insi_json(result: InsiResult) -> Json:
-    return {"outcome": result.outcome.value, "identities": [ins_json(i) for i in result.identities]}
 
 
 def amo_json(r: AmoRights) -> Json:
@@ -263,6 +275,9 @@ class SandboxState:
     batches: dict[str, Json] = field(default_factory=dict)
     remittances: list[Json] = field(default_factory=list)
     dmp_documents: list[Json] = field(default_factory=list)
+    dp_dispensations: list[Json] = field(default_factory=list)
+    """What pharmacies fed to the Dossier Pharmaceutique: ``{"key", "dp_id", "nir", "dispensed_on",
+    "pharmacy", "lines"}``."""
     replies: dict[tuple[str, str], tuple[str, int, Json]] = field(default_factory=dict)
     serial: Counter[str] = field(default_factory=Counter)
     accepted_claims: dict[str, str] = field(default_factory=dict)
@@ -293,6 +308,7 @@ class SandboxState:
             self.batches.clear()
             self.remittances.clear()
             self.dmp_documents.clear()
+            self.dp_dispensations.clear()
             self.replies.clear()
             self.serial.clear()
             self.accepted_claims.clear()
@@ -308,6 +324,7 @@ class SandboxState:
                 "batches": list(self.batches.values()),
                 "remittances": list(self.remittances),
                 "dmp_documents": list(self.dmp_documents),
+                "dp_dispensations": list(self.dp_dispensations),
                 "faults": {name: asdict(f) for name, f in self.faults.items()},
             }
 
@@ -359,20 +376,20 @@ class Services:
             "expires_at": time.time() + 600,
         }
 
-    # INSi
-    def insi_card(self, body: Json) -> tuple[int, Json]:
-        result = self.population.insi_by_card(_str(body, "holder_nir"), _day(body, "birth_date"), _int(body, "rank"))
-        return 200, insi_json(result)
-
-    def insi_traits(self, body: Json) -> tuple[int, Json]:
-        traits = Traits(
-            birth_name=_str(body, "birth_name"),
-            first_names=_str(body, "first_names"),
-            sex=_str(body, "sex"),
-            birth_date=_day(body, "birth_date"),
-            birth_place=_str(body, "birth_place", required=False) or None,
-        )
-        return 200, insi_json(self.population.insi_by_traits(traits))
+    # INSi (SOAP 1.2)
+    def insi(self, envelope: bytes, content_type: str) -> tuple[int, bytes]:
+        """One INSi request → (HTTP status, SOAP envelope): a RESULTAT, or a Fault naming what is wrong."""
+        try:
+            call = insi_soap.read_request(envelope, content_type)
+        except insi_soap.RequestFault as fault:
+            return fault.status, insi_soap.fault_envelope(fault)
+        if call.card is not None:
+            result = self.population.insi_by_card(call.card.holder_nir, call.card.birth_date, call.card.rank)
+        elif call.traits is not None:
+            result = self.population.insi_by_traits(call.traits)
+        else:  # pragma: no cover - read_request gives one or the other
+            raise AssertionError("an INSi call searches by card or by traits")
+        return 200, insi_soap.result_envelope(result)
 
     # ADRi
     def adri(self, body: Json) -> tuple[int, Json]:
@@ -614,39 +631,100 @@ class Services:
         found = [r for r in self.state.remittances if date.fromisoformat(r["paid_on"]) >= since]
         return 200, {"remittances": found}
 
-    # DMP
-    def dmp(self, key: str, body: Json) -> tuple[int, Json]:
-        doc_type = _str(body, "type")
-        if doc_type not in DMP_TYPES:
-            raise _bad(f"type de document {doc_type!r} inconnu ({', '.join(DMP_TYPES)})")
-        visibility = _str(body, "visibility", required=False) or Visibility.ALL.value
-        if visibility not in {v.value for v in Visibility}:
-            raise _bad(f"visibilité {visibility!r} inconnue")
-        ins = body.get("ins")
-        if not isinstance(ins, dict):
-            raise _bad("champ 'ins' manquant")
-        matricule, oid = _str(ins, "matricule"), _str(ins, "oid")
-        if _str(body, "ins_status") != IdentityStatus.QUAL.value:
+    def remittance_files(self, query: dict[str, list[str]]) -> tuple[int, Json]:
+        from sandbox.payments import noemie_files
+
+        _, answer = self.remittances(query)
+        return 200, {"files": noemie_files(answer["remittances"])}
+
+    # Dossier Pharmaceutique (invented JSON: the real protocol is not public)
+    def _dp_person(self, body: Json) -> Person:
+        """The beneficiary whose DP the card opens: NIR (else holder's NIR), birth date and rank must match."""
+        nir, birth, rank = _str(body, "nir"), _day(body, "birth_date"), _int(body, "rank", 1)
+        found = self.population.find_beneficiary(nir, _str(body, "holder_nir", required=False), birth, rank)
+        if found is None or found.beneficiary.traits.birth_date != birth or found.beneficiary.rank != rank:
             raise SandboxRefusal(
-                422,
-                "INS_NOT_QUALIFIED",
-                "INS non qualifiée : le DMP ne peut être alimenté qu'avec une identité qualifiée.",
+                404,
+                "DP_UNKNOWN",
+                "Dossier pharmaceutique introuvable pour ce bénéficiaire : vérifiez la carte Vitale.",
             )
-        if oid != InsOid.TEST.value:
-            raise SandboxRefusal(422, "INS_OID", f"OID {oid} non accepté par le DMP de test (INS de test attendue).")
-        if self.population.find_by_ins(matricule) is None:
-            raise SandboxRefusal(404, "DMP_UNKNOWN", "Aucun DMP ouvert pour cette INS.")
-        document = {
-            "document_id": self.state.next_id("DMP"),
-            "key": key,
-            "type": doc_type,
-            "ins": matricule,
-            "visibility": visibility,
-            "title": body.get("title", ""),
-            "received_on": self.today().isoformat(),
-        }
-        self.state.dmp_documents.append(document)
-        return 201, {"status": "accepted", "document_id": document["document_id"]}
+        return found
+
+    def dp_consult(self, body: Json) -> tuple[int, Json]:
+        from sandbox.population import products
+
+        person, since = self._dp_person(body), _day(body, "since")
+        names = {p.cip13: p.name for p in products()}
+        entries = [
+            {
+                "day": e.day.isoformat(),
+                "cip13": e.cip13,
+                "label": e.label,
+                "quantity": e.quantity,
+                "pharmacy": e.pharmacy,
+            }
+            for e in self.population.dp_histories.get(person.key, ())
+        ]
+        for fed in self.state.dp_dispensations:
+            if fed["nir"] == person.beneficiary.nir:
+                entries += [
+                    {
+                        "day": fed["dispensed_on"],
+                        "cip13": line["cip13"],
+                        "label": names.get(line["cip13"], f"CIP {line['cip13']}"),
+                        "quantity": line["quantity"],
+                        "pharmacy": fed["pharmacy"],
+                    }
+                    for line in fed["lines"]
+                ]
+        found = [e for e in entries if date.fromisoformat(e["day"]) >= since]
+        found.sort(key=lambda e: e["day"], reverse=True)
+        return 200, {"dispensations": found}
+
+    def dp_feed(self, key: str, body: Json) -> tuple[int, Json]:
+        person = self._dp_person(body)
+        day = _day(body, "dispensed_on")
+        pharmacy = body.get("pharmacy")
+        if not isinstance(pharmacy, dict) or not isinstance(pharmacy.get("finess"), str) or not pharmacy["finess"]:
+            raise SandboxRefusal(
+                422, "DP_PHARMACY_UNKNOWN", "Pharmacie non identifiée (FINESS) : délivrance refusée par le DP."
+            )
+        lines = body.get("lines")
+        if not isinstance(lines, list) or not lines:
+            raise _bad("une délivrance contient au moins une ligne ('lines')")
+        for line in lines:
+            if not isinstance(line, dict):
+                raise _bad("chaque ligne est un objet JSON")
+            _str(line, "cip13")
+            if _int(line, "quantity") < 1:
+                raise _bad("champ 'quantity' : au moins 1")
+        dp_id = self.state.next_id("DP")
+        name = str(pharmacy.get("name") or "") or f"FINESS {pharmacy['finess']}"
+        self.state.dp_dispensations.append(
+            {
+                "key": key,
+                "dp_id": dp_id,
+                "nir": person.beneficiary.nir,
+                "dispensed_on": day.isoformat(),
+                "pharmacy": name,
+                "lines": [{"cip13": li["cip13"], "quantity": li["quantity"], "lot": li.get("lot")} for li in lines],
+            }
+        )
+        return 201, {"status": "recorded", "dp_id": dp_id, "lines": len(lines)}
+
+    # DMP (IHE ITI-41)
+    def dmp(self, content_type: str, body: bytes) -> tuple[int, str, bytes]:
+        """One Provide and Register Document Set-b request → (HTTP status, Content-Type, body)."""
+        with self.state.lock:
+            return dmp_registry.provide_and_register(
+                content_type,
+                body,
+                known_ins=lambda matricule: self.population.find_by_ins(matricule) is not None,
+                documents=self.state.dmp_documents,
+                replies=self.state.replies,
+                next_id=self.state.next_id,
+                today=self.today,
+            )
 
 
 # --- HTTP
@@ -672,8 +750,6 @@ class Route:
 
 _ROUTES: dict[tuple[str, str], Route] = {
     ("POST", "/apcv/context"): Route("apcv", lambda s, r: s.apcv_context(r.body)),
-    ("POST", "/insi/card"): Route("insi", lambda s, r: s.insi_card(r.body)),
-    ("POST", "/insi/traits"): Route("insi", lambda s, r: s.insi_traits(r.body)),
     ("POST", "/adri"): Route("adri", lambda s, r: s.adri(r.body)),
     ("POST", "/amc/idb"): Route("idb", lambda s, r: s.idb(r.body)),
     ("POST", "/amc/dld"): Route("dld", lambda s, r: s.dld(r.body)),
@@ -681,8 +757,14 @@ _ROUTES: dict[tuple[str, str], Route] = {
     ("POST", "/eprescription/executions"): Route("execution", lambda s, r: s.execution(r.key, r.body), True),
     ("POST", "/claims/batches"): Route("batch", lambda s, r: s.batch(r.key, r.body), True),
     ("GET", "/claims/remittances"): Route("remittance", lambda s, r: s.remittances(r.query)),
-    ("POST", "/dmp/documents"): Route("dmp", lambda s, r: s.dmp(r.key, r.body), True),
+    ("GET", "/claims/remittances/noemie"): Route("remittance", lambda s, r: s.remittance_files(r.query)),
+    ("POST", "/dp/consult"): Route("dp", lambda s, r: s.dp_consult(r.body)),
+    ("POST", "/dp/dispensations"): Route("dp", lambda s, r: s.dp_feed(r.key, r.body), True),
 }
+
+
+SOAP_ROUTES: dict[str, str] = {"/lps": "insi"}
+"""POST paths answered in SOAP 1.2 → service name (the CNAM services' gateway path)."""
 
 
 class _HttpServer(ThreadingHTTPServer):
@@ -702,8 +784,9 @@ class _HttpServer(ThreadingHTTPServer):
         super().process_request(request, client_address)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
-        """A client that gave up (its timeout) before the answer is normal here: say nothing about it."""
-        if isinstance(sys.exc_info()[1], ConnectionError):
+        """A client that gave up (its timeout) before the answer, or that TLS turned away (no client
+        certificate, when a test wraps the socket for mutual TLS), is normal here: say nothing about it."""
+        if isinstance(sys.exc_info()[1], ConnectionError | ssl.SSLError):
             return
         super().handle_error(request, client_address)
 
@@ -738,22 +821,34 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send(self, status: int, body: Json, headers: dict[str, str] | None = None) -> None:
         data = json.dumps(body, ensure_ascii=False).encode("utf-8")
+        self._send_bytes(status, data, "application/json; charset=utf-8", headers)
+
+    def _send_bytes(self, status: int, data: bytes, content_type: str, headers: dict[str, str] | None = None) -> None:
         self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
         for name, value in (headers or {}).items():
             self.send_header(name, value)
         self.end_headers()
         self.wfile.write(data)
 
-    def _read_body(self) -> Json:
+    def _send_soap(self, status: int, envelope: bytes) -> None:
+        self._send_bytes(status, envelope, "application/soap+xml; charset=utf-8")
+
+    def _read_raw(self) -> bytes:
         try:
             length = int(self.headers.get("Content-Length") or 0)
         except ValueError:
             raise _bad("en-tête Content-Length invalide") from None
         if length > MAX_BODY:
             raise SandboxRefusal(413, "TOO_LARGE", "requête trop volumineuse")
-        raw = self.rfile.read(length) if length > 0 else b""
+        return self.rfile.read(length) if length > 0 else b""
+
+    def _read_body(self) -> Json:
+        return self._json(self._read_raw())
+
+    @staticmethod
+    def _json(raw: bytes) -> Json:
         if not raw:
             return {}
         try:
@@ -765,13 +860,21 @@ class _Handler(BaseHTTPRequestHandler):
         return body
 
     def _dispatch(self, method: str) -> None:
+        if method == "POST" and urlsplit(self.path).path == dmp_registry.PATH:
+            self._dmp()
+            return
         sandbox = self.server.sandbox
         url = urlsplit(self.path)
+        soap_service = SOAP_ROUTES.get(url.path) if method == "POST" else None
         try:
-            body = self._read_body()
+            raw = self._read_raw()
+            body = {} if soap_service else self._json(raw)
         except SandboxRefusal as refusal:
             self.close_connection = True
-            self._send(refusal.status, {"code": refusal.code, "message": refusal.message})
+            if soap_service:
+                self._send_soap(refusal.status, insi_soap.fault_envelope(insi_soap.RequestFault(refusal.message)))
+            else:
+                self._send(refusal.status, {"code": refusal.code, "message": refusal.message})
             return
         if url.path.startswith("/_sandbox/"):
             self._control(method, url.path, body)
@@ -780,13 +883,14 @@ class _Handler(BaseHTTPRequestHandler):
         prefix = "/eprescription/prescriptions/"
         if route is None and method == "GET" and url.path.startswith(prefix) and len(url.path) > len(prefix):
             route, tail = _ROUTES[("GET", prefix)], url.path[len(prefix) :]
-        if route is None:
+        if route is None and soap_service is None:
             self._send(404, {"code": "NOT_FOUND", "message": f"pas de service {method} {url.path}"})
             return
+        service = route.service if route is not None else str(soap_service)
         state = sandbox.state
         with state.lock:
-            state.requests[route.service] += 1
-        fault = state.take_fault(route.service)
+            state.requests[service] += 1
+        fault = state.take_fault(service)
         if fault is not None:
             if fault.latency_ms and sandbox.stopping.wait(fault.latency_ms / 1000):
                 self.close_connection = True
@@ -795,20 +899,30 @@ class _Handler(BaseHTTPRequestHandler):
                 self._hang()
                 return
             if fault.error_status:
+                if route is None:
+                    self._send_soap(fault.error_status, insi_soap.unavailable_envelope())
+                    return
                 self._send(
                     fault.error_status,
                     {"code": "SERVICE_UNAVAILABLE", "message": "Service momentanément indisponible."},
                 )
                 return
-        status, answer, headers = self._apply(
-            route, Request(body, self.headers.get("Idempotency-Key", ""), parse_qs(url.query), tail)
-        )
+        if route is None:
+            with state.lock:
+                soap_status, envelope = sandbox.services.insi(raw, self.headers.get("Content-Type", ""))
+        else:
+            status, answer, headers = self._apply(
+                route, Request(body, self.headers.get("Idempotency-Key", ""), parse_qs(url.query), tail)
+            )
         if fault is not None and fault.drop_response:
             self.close_connection = True
             with contextlib.suppress(OSError):
                 self.connection.shutdown(socket.SHUT_RDWR)
             return
-        self._send(status, answer, headers)
+        if route is None:
+            self._send_soap(soap_status, envelope)
+        else:
+            self._send(status, answer, headers)
 
     def _apply(self, route: Route, request: Request) -> tuple[int, Json, dict[str, str]]:
         state = self.server.sandbox.state
@@ -835,6 +949,41 @@ class _Handler(BaseHTTPRequestHandler):
                 return status, answer, {}
         except SandboxRefusal as refusal:
             return refusal.status, {"code": refusal.code, "message": refusal.message}, {}
+
+    def _dmp(self) -> None:
+        """The DMP's ITI-41 endpoint: SOAP with MTOM, not JSON; counted and faulted as service ``dmp``."""
+        sandbox = self.server.sandbox
+        try:
+            raw = self._read_raw()
+        except SandboxRefusal as refusal:
+            self.close_connection = True
+            unreadable = dmp_registry.Fault(refusal.message)
+            envelope = dmp_registry.fault_envelope(unreadable)
+            self._send_bytes(refusal.status, envelope, "application/soap+xml; charset=utf-8")
+            return
+        with sandbox.state.lock:
+            sandbox.state.requests["dmp"] += 1
+        fault = sandbox.state.take_fault("dmp")
+        if fault is not None:
+            if fault.latency_ms and sandbox.stopping.wait(fault.latency_ms / 1000):
+                self.close_connection = True
+                return
+            if fault.hang:
+                self._hang()
+                return
+            if fault.error_status:
+                busy = dmp_registry.Fault("Service momentanément indisponible.", code="Receiver")
+                self._send_bytes(
+                    fault.error_status, dmp_registry.fault_envelope(busy), "application/soap+xml; charset=utf-8"
+                )
+                return
+        status, content_type, answer = sandbox.services.dmp(self.headers.get("Content-Type", ""), raw)
+        if fault is not None and fault.drop_response:
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        self._send_bytes(status, answer, content_type)
 
     def _hang(self) -> None:
         """Answer nothing until the client gives up, the server stops or ``max_hang`` passes."""

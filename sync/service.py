@@ -70,7 +70,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
@@ -82,6 +82,9 @@ from appliance.store.sealing import FieldCipher
 from sync import telemetry
 from sync.commands import CONFIG_PREFIX, CommandProcessor
 from sync.mqtt import BackOfficeLink, MqttSettings
+
+if TYPE_CHECKING:
+    from sync.insi_soap import InsiSettings
 
 log = logging.getLogger("comptoir.sync")
 
@@ -103,6 +106,8 @@ class TeleservicesConfig:
     cert: Path | None = None
     key: Path | None = None
     timeout: float = 10.0
+    insi: InsiSettings | None = None
+    """``[teleservices.insi]``: the INSi endpoint and context values (deferred INSi calls)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,12 +154,19 @@ def load_config(path: Path) -> SyncConfig:
         t = data["teleservices"]
         if "url" not in t:
             raise ConfigError("[teleservices] url is required")
+        from sync.insi_soap import InsiSettingsError, settings_from_table
+
+        try:
+            insi = settings_from_table(t["insi"]) if "insi" in t else None
+        except InsiSettingsError as exc:
+            raise ConfigError(str(exc)) from None
         tele = TeleservicesConfig(
             url=str(t["url"]),
             ca=_path(t, "ca", base, required=False),
             cert=_path(t, "cert", base, required=False),
             key=_path(t, "key", base, required=False),
             timeout=float(t.get("timeout", 10.0)),
+            insi=insi,
         )
     back = None
     if "backoffice" in data:
@@ -236,7 +248,9 @@ class SyncService:
             t = config.teleservices
             verify: bool | str = str(t.ca) if t.ca is not None else True
             cert = (str(t.cert), str(t.key)) if t.cert is not None and t.key is not None else None
-            self.teleservices = HttpTeleservices(t.url, timeout=t.timeout, verify=verify, cert=cert, deliver_attempts=1)
+            self.teleservices = HttpTeleservices(
+                t.url, timeout=t.timeout, verify=verify, cert=cert, deliver_attempts=1, insi=t.insi
+            )
         self.link: BackOfficeLink | None = None
         self.commands: CommandProcessor | None = None
         if config.backoffice is not None:

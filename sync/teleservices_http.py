@@ -1,13 +1,18 @@
 """The teleservices port over HTTP(S): how the counter reaches the national services (or the sandbox).
 
 :class:`HttpTeleservices` implements :class:`appliance.teleservices.Teleservices` against the JSON API
-documented in :mod:`sandbox.server`. Failures are told apart the way the workflow needs:
+documented in :mod:`sandbox.server`, and INSi in the CNAM service's own protocol, SOAP 1.2 (envelopes in
+:mod:`sync.insi_soap`; endpoint and context values in :class:`~sync.insi_soap.InsiSettings`, so that the
+real service is a matter of configuration). The Dossier Pharmaceutique (:meth:`HttpTeleservices.dp_consult`,
+the ``dp`` outbox stream) speaks an invented JSON protocol: the real one is not public. Failures are told
+apart the way the workflow needs:
 
 - no usable answer — connection refused or reset, timeout, connection closed before the answer, a 5xx,
-  408 or 429, an answer that is not the expected JSON → :class:`TeleserviceUnavailable` (carry on in
-  degraded mode, complete later);
-- the service said no — any other 4xx with ``{"code", "message"}`` → :class:`TeleserviceRefused`, whose
-  message (French) is shown to the pharmacist.
+  408 or 429, an answer that is not the expected JSON (or SOAP), a SOAP ``Receiver`` fault →
+  :class:`TeleserviceUnavailable` (carry on in degraded mode, complete later);
+- the service said no — any other 4xx with ``{"code", "message"}``, a SOAP ``Sender`` fault (whatever the
+  HTTP status: INSi serves its refusals with a 500) → :class:`TeleserviceRefused`, whose message (French)
+  is shown to the pharmacist.
 
 Interactive calls are tried once with a short timeout (default 2 s): the workflow, not the adapter,
 decides to fall back. :meth:`HttpTeleservices.deliver` (the outbox) sends an ``Idempotency-Key`` header
@@ -36,8 +41,8 @@ from appliance.domain import (
     AmoRights,
     ApcvContext,
     Beneficiary,
+    DpEntry,
     Ins,
-    InsiOutcome,
     InsiResult,
     PrescribedFor,
     Prescription,
@@ -45,15 +50,20 @@ from appliance.domain import (
     Traits,
 )
 from appliance.teleservices import TeleserviceRefused, TeleserviceUnavailable
+from sync import dmp_xds, insi_soap
+from sync.insi_soap import InsiSettings
 
 Json = dict[str, Any]
 
 STREAM_PATHS = {
     "execution": "/eprescription/executions",
     "batch": "/claims/batches",
-    "dmp": "/dmp/documents",
+    "dmp": "/dmp/repository",
+    "dp": "/dp/dispensations",
 }
-"""Outbox stream → path of the service that receives it."""
+"""Outbox stream → path of the service that receives it (``dmp``: the DMP's XDS.b Document Repository,
+IHE ITI-41 in SOAP 1.2 with MTOM/XOP, :mod:`sync.dmp_xds`; ``dp``: the Dossier Pharmaceutique, in the
+invented JSON of :meth:`HttpTeleservices.dp_consult`)."""
 
 _TRANSIENT_4XX = frozenset({408, 425, 429})
 
@@ -107,10 +117,6 @@ def _beneficiary(d: Json) -> Beneficiary:
     )
 
 
-def _insi(d: Json) -> InsiResult:
-    return InsiResult(InsiOutcome(d["outcome"]), tuple(_ins(i) for i in d.get("identities") or ()))
-
-
 def _amo(d: Json) -> AmoRights:
     return AmoRights(
         nir=str(d["nir"]),
@@ -162,27 +168,25 @@ def _prescription(d: Json) -> Prescription:
     )
 
 
+def _dp_entries(d: Json) -> list[DpEntry]:
+    return [
+        DpEntry(
+            day=_date(e["day"]),
+            label=str(e["label"]),
+            quantity=int(e["quantity"]),
+            cip13=e.get("cip13") or None,
+            pharmacy=str(e.get("pharmacy") or ""),
+        )
+        for e in d["dispensations"]
+    ]
+
+
 def _apcv(d: Json) -> ApcvContext:
     return ApcvContext(
         beneficiaries=tuple(_beneficiary(b) for b in d["beneficiaries"]),
         ins={str(nir): _ins(i) for nir, i in (d.get("ins") or {}).items()},
         expires_at=float(d.get("expires_at") or 0.0),
     )
-
-
-# --- domain → JSON
-
-
-def _traits_json(t: Traits) -> Json:
-    body: Json = {
-        "birth_name": t.birth_name,
-        "first_names": t.first_names,
-        "sex": t.sex,
-        "birth_date": t.birth_date.isoformat(),
-    }
-    if t.birth_place:
-        body["birth_place"] = t.birth_place
-    return body
 
 
 class HttpTeleservices:
@@ -200,10 +204,13 @@ class HttpTeleservices:
         backoff: float = 0.2,
         max_backoff: float = 5.0,
         sleep: Callable[[float], None] = time.sleep,
+        insi: InsiSettings | None = None,
     ) -> None:
         if deliver_attempts < 1:
             raise ValueError("deliver_attempts must be at least 1")
         self.base_url = base_url.rstrip("/")
+        self.insi = insi or InsiSettings()
+        self.insi_url = self.insi.url(self.base_url)
         self.timeout = timeout
         self.deliver_attempts = deliver_attempts
         self.backoff = backoff
@@ -270,6 +277,37 @@ class HttpTeleservices:
             raise TeleserviceUnavailable(f"{service}: answer is not a JSON object")
         return answer
 
+    def _soap(self, request: insi_soap.SoapRequest) -> InsiResult:
+        """POST one INSi envelope; a RESULTAT becomes an :class:`InsiResult`, a Fault a refusal or an outage."""
+        service = "insi"
+        headers = {"Content-Type": request.content_type, "Accept": insi_soap.MEDIA_TYPE}
+        try:
+            response = self._client.post(self.insi_url, content=request.envelope, headers=headers, timeout=self.timeout)
+        except httpx.TimeoutException as exc:
+            raise TeleserviceUnavailable(f"{service}: no answer within {self.timeout:g} s") from exc
+        except httpx.TransportError as exc:
+            raise TeleserviceUnavailable(f"{service}: {type(exc).__name__}") from exc
+        status = response.status_code
+        if status in _TRANSIENT_4XX:
+            raise TeleserviceUnavailable(f"{service}: HTTP {status}")
+        fault = insi_soap.fault_of(response.content)
+        if fault is not None:
+            if fault.temporary:
+                raise TeleserviceUnavailable(f"{service}: HTTP {status} (SOAP fault {fault.code} {fault.subcode})")
+            raise TeleserviceRefused(fault.business_code, fault.message)
+        if status >= 500:
+            raise TeleserviceUnavailable(f"{service}: HTTP {status}")
+        if status >= 400:
+            raise TeleserviceRefused(f"HTTP_{status}", f"Le service {service} a refusé la demande (HTTP {status}).")
+        if not 200 <= status < 300:
+            raise TeleserviceUnavailable(f"{service}: unexpected HTTP {status}")
+        try:
+            return insi_soap.parse_response(response.content)
+        except insi_soap.InsiAnswerError as exc:
+            raise TeleserviceUnavailable(f"{service}: answer is not an INSi RESULTAT ({exc})") from exc
+        except insi_soap.SoapFault as exc:  # pragma: no cover - fault_of found none
+            raise TeleserviceRefused(exc.business_code, exc.message) from exc
+
     @staticmethod
     def _parse(service: str, parse: Callable[[Json], Any], answer: Json) -> Any:
         try:
@@ -285,18 +323,12 @@ class HttpTeleservices:
         return result
 
     def insi_search_card(self, beneficiary: Beneficiary) -> InsiResult:
-        body = {
-            "holder_nir": beneficiary.holder_nir or beneficiary.nir,
-            "birth_date": beneficiary.traits.birth_date.isoformat(),
-            "rank": beneficiary.rank,
-        }
-        result: InsiResult = self._parse("insi", _insi, self._call("insi", "POST", "/insi/card", body=body))
-        return result
+        """``rechercherInsAvecCarteVitale``: the card holder's NIR, the beneficiary's birth date and rank."""
+        return self._soap(insi_soap.card_request(beneficiary, self.insi))
 
     def insi_search_traits(self, traits: Traits) -> InsiResult:
-        answer = self._call("insi", "POST", "/insi/traits", body=_traits_json(traits))
-        result: InsiResult = self._parse("insi", _insi, answer)
-        return result
+        """``rechercherInsAvecTraitsIdentite``: birth name, first names, sex, birth date, birth place if known."""
+        return self._soap(insi_soap.traits_request(traits, self.insi))
 
     def adri(self, beneficiary: Beneficiary, day: date) -> AmoRights:
         body = {
@@ -326,6 +358,34 @@ class HttpTeleservices:
         result: Prescription = self._parse("eprescription", _prescription, answer)
         return result
 
+    def dp_consult(self, beneficiary: Beneficiary, since: date) -> list[DpEntry]:
+        """The dispensations the patient's Dossier Pharmaceutique lists since ``since``, newest first.
+
+        The DP's protocol is not public (it is given to software vendors under agreement), so this one
+        is **invented**, JSON over the same mutual-TLS client as the other services; a real connector
+        would replace it behind the same port. ``POST /dp/consult`` with the carte Vitale's data::
+
+            {"nir": beneficiary's NIR, "holder_nir": card holder's NIR, "rank": 1,
+             "birth_date": "YYYY-MM-DD", "since": "YYYY-MM-DD"}
+            → {"dispensations": [{"day", "cip13", "label", "quantity", "pharmacy"}]}
+
+        A card the DP does not know is a refusal (404 ``DP_UNKNOWN``). The feed is the ``dp`` outbox
+        stream (:meth:`deliver`, ``POST /dp/dispensations`` with an ``Idempotency-Key``)::
+
+            {"nir", "holder_nir", "rank", "birth_date", "dispensed_on": "YYYY-MM-DD",
+             "pharmacy": {"finess", "name"}, "lines": [{"cip13", "quantity", "lot"}]}
+            → {"status": "recorded", "dp_id", "lines"}
+        """
+        body = {
+            "nir": beneficiary.nir,
+            "holder_nir": beneficiary.holder_nir or beneficiary.nir,
+            "rank": beneficiary.rank,
+            "birth_date": beneficiary.traits.birth_date.isoformat(),
+            "since": since.isoformat(),
+        }
+        result: list[DpEntry] = self._parse("dp", _dp_entries, self._call("dp", "POST", "/dp/consult", body=body))
+        return result
+
     def remittances(self, since: date) -> list[Json]:
         """Payment and rejection returns (NOEMIE-like) paid on or after ``since`` (back-office side)."""
         answer = self._call("remittance", "GET", "/claims/remittances", params={"since": since.isoformat()})
@@ -339,10 +399,12 @@ class HttpTeleservices:
     def deliver(self, stream: str, key: str, payload: dict[str, Any], *, attempts: int | None = None) -> dict[str, Any]:
         """Send one outbox message; retried with backoff while unavailable, never when refused.
 
-        ``stream`` is "execution" (the payload's ``step`` is 1 or 2), "batch" (answer: the ARL) or "dmp".
-        ``attempts`` overrides ``deliver_attempts`` (1 for a delivery tried from the counter, which must
-        not wait). Raises :class:`TeleserviceUnavailable` when every attempt failed, so the outbox keeps
-        the message.
+        ``stream`` is "execution" (the payload's ``step`` is 1 or 2), "batch" (answer: the ARL), "dmp"
+        (an ITI-41 submission from :meth:`appliance.dmp.Submission.wire`, sent as SOAP 1.2 with MTOM/XOP;
+        its uniqueIds, derived from the outbox message, make a repeat harmless) or "dp" (a dispensation
+        fed to the Dossier Pharmaceutique, see :meth:`dp_consult`). ``attempts`` overrides
+        ``deliver_attempts`` (1 for a delivery tried from the counter, which must not wait). Raises
+        :class:`TeleserviceUnavailable` when every attempt failed, so the outbox keeps the message.
         """
         path = STREAM_PATHS.get(stream)
         if path is None:
@@ -353,6 +415,10 @@ class HttpTeleservices:
         delay = self.backoff
         for attempt in range(1, tries + 1):
             try:
+                if stream == "dmp":
+                    return dmp_xds.provide_and_register(
+                        self._client, self.base_url + path, payload, timeout=self.timeout
+                    )
                 return self._call(stream, "POST", path, body=payload, headers={"Idempotency-Key": key})
             except TeleserviceUnavailable:
                 if attempt == tries:

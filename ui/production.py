@@ -41,6 +41,7 @@ if TYPE_CHECKING:  # Kivy (through the view model) is loaded by the kiosk comman
     from drivers.keyboard_wedge import KeyboardWedgeConfig
     from drivers.serial_scanner import SerialScannerConfig
     from drivers.worker import DriverThread
+    from sync.insi_soap import InsiSettings
     from ui.viewmodel import KioskViewModel
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,8 @@ class ProductionConfig:
     tls_key: Path | None = None
     """Client certificate and key of the box (mutual TLS), both or neither."""
     timeout_s: float = 2.0
+    insi: InsiSettings | None = None
+    """``[teleservices.insi]``: the INSi endpoint and context values; None: the sandbox's defaults."""
     keyboard_wedges: tuple[KeyboardWedgeConfig, ...] = ()
     serial_ports: tuple[SerialScannerConfig, ...] = ()
     camera: CameraSettings | None = None
@@ -146,7 +149,7 @@ def _parse(data: Mapping[str, Any], env: Mapping[str, str]) -> ProductionConfig:
     key = _path(store, "key", "store", env.get("COMPTOIR_KEY")) or database.with_name(database.name + ".key")
 
     tele = _table(data, "teleservices")
-    _no_unknown(tele, {"base_url", "ca", "cert", "key", "timeout_s"}, "teleservices")
+    _no_unknown(tele, {"base_url", "ca", "cert", "key", "timeout_s", "insi"}, "teleservices")
     url = tele.get("base_url")
     if not isinstance(url, str) or not url.startswith(("https://", "http://")):
         raise KioskConfigError("[teleservices] base_url is required, an https:// URL")
@@ -156,6 +159,14 @@ def _parse(data: Mapping[str, Any], env: Mapping[str, str]) -> ProductionConfig:
     timeout = tele.get("timeout_s", 2.0)
     if not isinstance(timeout, int | float) or isinstance(timeout, bool) or timeout <= 0:
         raise KioskConfigError("[teleservices] timeout_s must be a positive number of seconds")
+    insi = None
+    if "insi" in tele:
+        from sync.insi_soap import InsiSettingsError, settings_from_table
+
+        try:
+            insi = settings_from_table(_table(tele, "insi", "teleservices."))
+        except InsiSettingsError as exc:
+            raise KioskConfigError(str(exc)) from None
 
     cards = _table(data, "cards")
     _no_unknown(cards, {"enabled"}, "cards")
@@ -182,6 +193,7 @@ def _parse(data: Mapping[str, Any], env: Mapping[str, str]) -> ProductionConfig:
         tls_cert=cert,
         tls_key=tls_key,
         timeout_s=float(timeout),
+        insi=insi,
         keyboard_wedges=tuple(_wedge(t, i) for i, t in enumerate(_array(scanners, "keyboard_wedge"))),
         serial_ports=tuple(_serial(t, i) for i, t in enumerate(_array(scanners, "serial"))),
         camera=_camera(_table(scanners, "camera", "scanners.")) if "camera" in scanners else None,
@@ -382,6 +394,7 @@ def build_production(config: ProductionConfig, post: Post) -> Production:
             timeout=config.timeout_s,
             verify=str(config.tls_ca) if config.tls_ca else True,
             cert=(str(config.tls_cert), str(config.tls_key)) if config.tls_cert and config.tls_key else None,
+            insi=config.insi,
         )
         records = CounterRecords(db, cipher, time.time, backoffice_events=config.backoffice_events)
         products = ProductTable.load(config.products or DEFAULT_PRODUCTS_PATH)

@@ -2,9 +2,15 @@
 
 Layout: header ``IS01`` followed by 22 ``0`` (26 characters), then fields ``S1``..``S7`` in any order.
 Fixed-length fields (S1 matricule 15, S5 sex 1, S6 birth date 10, S7 birth place 5) have no
-terminator; variable ones (S2 OID, S3 first names, S4 birth name) end with <GS> or at the end of the
-data. The code is not signed: the matricule's NIR key is the only integrity check, so a wrong key is
-reported and the code is not valid.
+terminator; variable ones (S2 OID up to 20, S3 birth first names and S4 birth name up to 100 each)
+end with <GS>, at their maximum length (no <GS> then: the next field's id follows directly, as in
+2D-DOC) or at the end of the data. A <GS> after a value at its maximum length is tolerated.
+
+The code is not signed: the matricule's NIR key is the only integrity check. The OID tells the
+register: the INS-NIR OIDs (1.2.250.1.213.1.4.8, and the ANS test and demonstration ones .10 and .11)
+carry a definitive NIR of the RNIPP, whose first digit is 1 or 2; the INS-NIA OID (.9) carries a
+waiting number (NIA), shaped like a NIR. A provisional number (first digit 7 or 8) under an INS-NIR
+OID, a wrong key or an unknown OID is reported as a problem and the code is not valid.
 """
 
 from __future__ import annotations
@@ -23,12 +29,21 @@ _GS = "\x1d"
 
 
 class InsOid(StrEnum):
-    """Which register the matricule comes from, told by the OID."""
+    """Which register the matricule comes from, told by the OID (ANS, Référentiel INS)."""
 
     NIR = "1.2.250.1.213.1.4.8"
+    """INS-NIR: the person's NIR in the RNIPP (INSEE)."""
     NIA = "1.2.250.1.213.1.4.9"
+    """INS-NIA: a waiting number (numéro identifiant d'attente) until the NIR is certified."""
     TEST = "1.2.250.1.213.1.4.10"
+    """INS-NIR of fictitious test patients."""
     DEMO = "1.2.250.1.213.1.4.11"
+    """INS-NIR of fictitious demonstration patients."""
+
+    @property
+    def carries_nir(self) -> bool:
+        """The INS-NIR OIDs (production, test, demonstration): the matricule must be a definitive NIR."""
+        return self is not InsOid.NIA
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +55,7 @@ class _FieldSpec:
 
 _FIELDS: dict[str, _FieldSpec] = {
     "S1": _FieldSpec("matricule", 15, 15),
-    "S2": _FieldSpec("oid", None, 64),
+    "S2": _FieldSpec("oid", None, 20),
     "S3": _FieldSpec("first_names", None, 100),
     "S4": _FieldSpec("birth_name", None, 100),
     "S5": _FieldSpec("sex", 1, 1),
@@ -115,17 +130,38 @@ def _split_fields(body: str) -> dict[str, str]:
                 raise InsCodeError(f"INS field {field_id} ({spec.name}) must have {spec.fixed} characters")
             pos += spec.fixed
         else:
-            end = body.find(_GS, pos)
-            end = len(body) if end < 0 else end
+            # A variable value ends at <GS>, at the end of the data, or at its maximum length.
+            limit = min(len(body), pos + spec.max_len)
+            end = pos
+            while end < limit and body[end] != _GS:
+                end += 1
             value = body[pos:end]
-            if len(value) > spec.max_len:
-                raise InsCodeError(f"INS field {field_id} ({spec.name}) is longer than {spec.max_len}")
-            pos = end + 1
+            pos = end
+            if pos < len(body) and body[pos] == _GS:
+                pos += 1
+            elif len(value) == spec.max_len and pos < len(body):
+                following = body[pos : pos + 2]
+                if following not in _FIELDS or following in values or following == field_id:
+                    raise InsCodeError(f"INS field {field_id} ({spec.name}) is longer than {spec.max_len} characters")
         values[field_id] = value
     missing = [f"{fid} ({_FIELDS[fid].name})" for fid in _FIELDS if fid not in values]
     if missing:
         raise InsCodeError("INS code lacks " + ", ".join(missing))
     return values
+
+
+def _nir_under_nir_oid(matricule: str, oid: str) -> str | None:
+    """Why this matricule cannot be an INS-NIR, or None: a NIR of the RNIPP starts with 1 (men) or
+    2 (women); 7 and 8 start the provisional numbers given while a registration is pending."""
+    first = matricule[:1]
+    if first in ("1", "2"):
+        return None
+    if first in ("7", "8"):
+        return (
+            f"INS matricule starts with {first}: a provisional number, which the INS-NIR OID {oid} cannot "
+            "carry (an INS-NIR is a definitive NIR, starting with 1 or 2)"
+        )
+    return f"INS matricule starts with {first!r}: not a definitive NIR (1 or 2), as the INS-NIR OID {oid} requires"
 
 
 def _birth_date(text: str) -> date:
@@ -156,9 +192,14 @@ def parse_ins(data: bytes) -> InsIdentity:
     except NirError as exc:
         problems.append(str(exc))
     try:
-        InsOid(oid)
+        register: InsOid | None = InsOid(oid)
     except ValueError:
+        register = None
         problems.append(f"INS OID {oid!r} is not an INS register (NIR, NIA, test or demo)")
+    if register is not None and register.carries_nir:
+        problem = _nir_under_nir_oid(matricule, oid)
+        if problem:
+            problems.append(problem)
     sex = values["S5"]
     if sex not in ("M", "F", "I"):
         raise InsCodeError(f"INS sex {sex!r} must be M, F or I")
@@ -180,13 +221,18 @@ def parse_ins(data: bytes) -> InsIdentity:
     )
 
 
+def _variable(field_id: str, value: str) -> str:
+    """A variable field and its terminator: <GS>, except at its maximum length (the next id follows)."""
+    return f"{field_id}{value}" + ("" if len(value) >= _FIELDS[field_id].max_len else _GS)
+
+
 def build_ins_payload(identity: InsIdentity) -> bytes:
     """The payload of an INS DataMatrix for these traits, fields in the ANS order (for samples and tests)."""
     return (
         HEADER
         + (
-            f"S1{identity.matricule}S2{identity.oid}{_GS}S3{identity.first_names}{_GS}"
-            f"S4{identity.birth_name}{_GS}S5{identity.sex}S6{identity.birth_date:%d-%m-%Y}"
+            f"S1{identity.matricule}{_variable('S2', identity.oid)}{_variable('S3', identity.first_names)}"
+            f"{_variable('S4', identity.birth_name)}S5{identity.sex}S6{identity.birth_date:%d-%m-%Y}"
             f"S7{identity.birth_place}"
         ).encode()
     )

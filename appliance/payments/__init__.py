@@ -1,7 +1,9 @@
 """Payments: matching the payers' remittances with the bank statement, and following rejections (issue 8).
 
-- :mod:`~appliance.payments.noemie` reads NOEMIE-style remittance files and the sandbox's JSON;
-- :mod:`~appliance.payments.bank` reads camt.053 and CFONB 120 statements;
+- :mod:`~appliance.payments.noemie` reads NOEMIE PS remittance files (the published layout, with
+  withholdings and control totals) and the sandbox's JSON;
+- :mod:`~appliance.payments.bank` reads camt.053 (up to 5 decimals; non-EUR statements skipped with a
+  warning) and CFONB 120 statements;
 - :mod:`~appliance.payments.matcher` matches claims -> remittance lines -> bank credits (pure);
 - :mod:`~appliance.payments.store` imports into the counter database (idempotent), keeps manual
   matches with their audit rows and the last results;
@@ -19,10 +21,20 @@ line numbers), so both formats are a few hundred lines of stdlib code with tests
 """
 
 from appliance.payments.matcher import Reconciliation, reconcile
-from appliance.payments.model import BankCredit, MatchConfig, PaymentsFileError, Remittance, Status
+from appliance.payments.model import (
+    Adjustment,
+    AdjustmentKind,
+    BankCredit,
+    MatchConfig,
+    PaymentsFileError,
+    Remittance,
+    Status,
+)
 from appliance.payments.report import report_data
 
 __all__ = [
+    "Adjustment",
+    "AdjustmentKind",
     "BankCredit",
     "MatchConfig",
     "PaymentsFileError",

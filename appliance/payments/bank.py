@@ -5,7 +5,10 @@ PyPI candidates were checked and set aside (see ``appliance/payments/__init__.py
 booked credits (debits, reversals and pending entries are counted and skipped), their amount in
 cents, dates, and every text that may carry the payer's payment reference (labels, remittance
 information, end-to-end id, debtor name). Balances are checked (opening + movements = closing) so a
-truncated or edited file is refused; every problem names the file and the line.
+truncated or edited file is refused; every problem names the file and the line. camt.053 amounts
+may carry up to 5 decimals as ISO 20022 allows (``8.850`` is 8.85 €; a fraction of a cent is refused);
+a statement (``Stmt``) of a non-EUR account is skipped with a warning (:attr:`BankStatement.warnings`)
+instead of refusing the whole file. Versions .001.02 to .001.08 read alike (only local names are used).
 """
 
 from __future__ import annotations
@@ -44,15 +47,23 @@ def _unique_keys(credits: list[BankCredit]) -> tuple[BankCredit, ...]:
     return tuple(result)
 
 
-_DECIMAL = re.compile(r"^\d{1,15}(\.\d{1,2})?$")
+_DECIMAL = re.compile(r"^\+?(\d*)(?:\.(\d*))?$")
 
 
 def _cents(text: str, source: str, line: int, what: str) -> int:
+    """An ISO 20022 ``ActiveOrHistoricCurrencyAndAmount`` (a decimal, at most 18 digits of which 5 after
+    the point) in euro cents: ``8.850`` is 885; ``8.855`` is not a whole number of cents (the euro has 2
+    minor units) and is refused."""
     text = text.strip()
-    if not _DECIMAL.match(text):
-        raise PaymentsFileError(source, line, f"{what} is not an amount with at most 2 decimals: {text!r}")
-    units, _, decimals = text.partition(".")
-    return int(units) * 100 + int(decimals.ljust(2, "0"))
+    m = _DECIMAL.match(text)
+    units, decimals = (m.group(1), m.group(2) or "") if m else ("", "")
+    if m is None or not (units or decimals) or len(decimals) > 5 or len(units.lstrip("0") + decimals) > 18:
+        raise PaymentsFileError(
+            source, line, f"{what} is not an amount (a decimal, at most 18 digits of which 5 decimals): {text!r}"
+        )
+    if decimals[2:].strip("0"):
+        raise PaymentsFileError(source, line, f"{what} {text} is not a whole number of cents (the euro has 2 decimals)")
+    return int(units or "0") * 100 + int(decimals[:2].ljust(2, "0"))
 
 
 # ---------------------------------------------------------------------------------------------- camt.053
@@ -160,14 +171,25 @@ def parse_camt053(raw: bytes, source: str) -> BankStatement:
     debits = 0
     starts: list[date] = []
     ends: list[date] = []
+    warnings: list[str] = []
     for stmt in statements:
         account = stmt.text_of("Acct", "Id", "IBAN") or stmt.text_of("Acct", "Id", "Othr", "Id")
+        currency = _statement_currency(stmt)
+        if currency != "EUR":
+            name = stmt.text_of("Id") or "?"
+            warnings.append(
+                f"{source}, line {stmt.line}: statement {name} (account {account or '?'}) is in {currency}:"
+                " skipped, only EUR accounts are reconciled"
+            )
+            continue
         balances: dict[str, tuple[int, Node]] = {}
         for bal in stmt.findall("Bal"):
             code = bal.text_of("Tp", "CdOrPrtry", "Cd")
             amt = bal.find("Amt")
             if amt is None:
                 raise PaymentsFileError(source, bal.line, f"balance {code} without Amt")
+            if amt.attrs.get("Ccy", "EUR") != "EUR":
+                raise PaymentsFileError(source, amt.line, f"balance {code} in {amt.attrs['Ccy']} on an EUR statement")
             value = _cents(amt.text, source, amt.line, f"balance {code}")
             sign = -1 if bal.text_of("CdtDbtInd") == "DBIT" else 1
             balances[code] = (sign * value, bal)
@@ -185,10 +207,13 @@ def parse_camt053(raw: bytes, source: str) -> BankStatement:
             amt = entry.find("Amt")
             if amt is None:
                 raise PaymentsFileError(source, entry.line, "an entry (Ntry) without an amount (Amt)")
-            currency = amt.attrs.get("Ccy", "EUR")
-            if currency != "EUR":
-                raise PaymentsFileError(source, amt.line, f"an entry in {currency}: only EUR accounts are reconciled")
-            cents = _cents(amt.text, source, amt.line, "entry amount")
+            if amt.attrs.get("Ccy", "EUR") != "EUR":
+                raise PaymentsFileError(
+                    source,
+                    amt.line,
+                    f"an entry in {amt.attrs['Ccy']} on an EUR statement: entries are in the account's currency",
+                )
+            cents = _cents(amt.text, source, amt.line, f"entry amount ({_entry_name(entry)})")
             direction = entry.text_of("CdtDbtInd")
             if direction not in ("CRDT", "DBIT"):
                 raise PaymentsFileError(source, entry.line, f"CdtDbtInd must be CRDT or DBIT, not {direction!r}")
@@ -217,7 +242,24 @@ def parse_camt053(raw: bytes, source: str) -> BankStatement:
     all_days = [c.booked_on for c in credits]
     start = min(starts) if starts else min(all_days, default=None)
     end = max(ends) if ends else max(all_days, default=None)
-    return BankStatement(_unique_keys(credits), debits, start, end, source, "camt.053")
+    return BankStatement(_unique_keys(credits), debits, start, end, source, "camt.053", tuple(warnings))
+
+
+def _statement_currency(stmt: Node) -> str:
+    """The account's currency: ``Acct/Ccy``, else that of its first balance or entry amount (EUR if none says)."""
+    declared = stmt.text_of("Acct", "Ccy")
+    if declared:
+        return declared.upper()
+    for node in [*(b.find("Amt") for b in stmt.findall("Bal")), *(n.find("Amt") for n in stmt.findall("Ntry"))]:
+        if node is not None and node.attrs.get("Ccy"):
+            return node.attrs["Ccy"].upper()
+    return "EUR"
+
+
+def _entry_name(entry: Node) -> str:
+    """How the report names an entry: the bank's reference, else its line."""
+    reference = entry.text_of("AcctSvcrRef") or entry.text_of("NtryRef")
+    return f"entry {reference}" if reference else f"entry of line {entry.line}"
 
 
 def _camt_credits(entry: Node, cents: int, booked_on: date, account: str, source: str) -> list[BankCredit]:

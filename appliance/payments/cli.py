@@ -58,7 +58,8 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
         else:
             credits = [c for s in statements for c in s.credits]
             end = max((s.end for s in statements if s.end is not None), default=None)
-            result = reconcile(remittances, credits, config=config, as_of=as_of, statement_end=end)
+            warnings = [w for s in statements for w in s.warnings]
+            result = reconcile(remittances, credits, config=config, as_of=as_of, statement_end=end, warnings=warnings)
     except PaymentsFileError as exc:
         print(f"comptoir reconcile: {exc}", file=sys.stderr)
         return EXIT_FAILED
@@ -80,7 +81,7 @@ def register(commands: Any) -> None:
     """Add ``reconcile`` to the ``comptoir`` sub-commands."""
     parser = commands.add_parser("reconcile", help="match payers' remittances with the bank statement and report")
     parser.add_argument(
-        "--remittances", type=Path, required=True, metavar="DIR", help="directory of NOEMIE-style or sandbox JSON files"
+        "--remittances", type=Path, required=True, metavar="DIR", help="directory of NOEMIE PS or sandbox JSON files"
     )
     parser.add_argument(
         "--bank",

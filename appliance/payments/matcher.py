@@ -135,6 +135,8 @@ class Reconciliation:
     suggestions: tuple[Suggestion, ...]
     claims_known: bool
     """False when no claim list was given (no database): parts are then those the remittances name."""
+    warnings: tuple[str, ...] = ()
+    """What the inputs skipped and why (a bank statement of a non-EUR account...), for the report."""
 
     @property
     def matches(self) -> dict[str, tuple[str, str]]:
@@ -169,8 +171,10 @@ def reconcile(
     config: MatchConfig | None = None,
     as_of: date | None = None,
     statement_end: date | None = None,
+    warnings: Sequence[str] = (),
 ) -> Reconciliation:
-    """Match everything; ``expected`` None means no claim list (the remittances say what was billed)."""
+    """Match everything; ``expected`` None means no claim list (the remittances say what was billed).
+    ``warnings`` (what reading the files skipped) are carried to the report."""
     config = config or MatchConfig()
     ordered_credits = sorted(credits, key=lambda c: (c.booked_on, c.key))
     if statement_end is None:
@@ -200,6 +204,7 @@ def reconcile(
         unknown_lines=unknown,
         suggestions=tuple(s for s in state.suggestions if s.credit_key not in state.used_credits),
         claims_known=expected is not None,
+        warnings=tuple(warnings),
     )
 
 
@@ -365,7 +370,7 @@ def _runs(window: Sequence[Remittance], amount: int, tolerance: int) -> list[tup
 
 
 def _remittance_result(state: _State, r: Remittance, statement_end: date | None) -> RemittanceResult:
-    if r.total_cents == 0:
+    if r.total_cents <= 0:  # rejections only, or withholdings taking all it paid: no credit to find
         return RemittanceResult(r, None)
     if r.remittance_id in state.matched:
         key, rule = state.matched[r.remittance_id]
@@ -432,7 +437,9 @@ def _part(
     tol = config.amount_tolerance_cents
     remitted = sum(line.paid_cents for _, line in found)
     paying = [(r, line) for r, line in found if line.paid_cents > 0]
-    credited = sum(line.paid_cents for r, line in paying if r.remittance_id in state.matched)
+    # A payment whose withholdings take all it paid settles its parts without a transfer.
+    settled = [(r, line) for r, line in paying if r.remittance_id in state.matched or r.total_cents <= 0]
+    credited = sum(line.paid_cents for _, line in settled)
     base = PartResult(
         claim_number=e.claim_number,
         part=e.part,
@@ -466,7 +473,7 @@ def _part(
             reason=why.reason if why else f"payé {remitted / 100:.2f} € sur {e.expected_cents / 100:.2f} €",
             action=why.action if why else PARTIAL_ACTION,
         )
-    statuses = {status_of.get(r.remittance_id) for r, _ in paying}
+    statuses = {status_of.get(r.remittance_id) for r, _ in paying} - {None}
     if statuses <= {Status.MATCHED}:
         return replace(base, status=Status.MATCHED)
     if Status.PAID_NOT_CREDITED in statuses:

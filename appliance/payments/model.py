@@ -80,12 +80,46 @@ class RemittanceLine:
     """File and line (or ``sandbox:<id>``) it was read from."""
 
 
+class AdjustmentKind(enum.StrEnum):
+    """A movement of a payment that pays or takes back money outside the claims' parts."""
+
+    WITHHOLDING = "withholding"
+    """A debt recovered on the payment (NOEMIE PS entity 250, *retenue*): usually negative."""
+    LUMP_SUM = "lump-sum"
+    """A one-off or flat-rate payment not tied to a claim (entity 261: ROSP, forfaits...)."""
+    CORRECTION = "correction"
+    """A claim part paid back (an AMO or AMC part whose paid amount is negative, sign ``N``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Adjustment:
+    """What a payment adds to (positive) or takes from (negative) the transfer besides the parts it pays."""
+
+    remittance_id: str
+    kind: AdjustmentKind
+    amount_cents: int
+    """Signed: the transfer is the parts paid plus every adjustment."""
+    reference: str = ""
+    """The debt's reference (250), the payment code (261), the claim number (correction)."""
+    nature: str = ""
+    """The debt's nature code (250, e.g. ``IND`` indu sur prestations), the part (correction)."""
+    operation: str = ""
+    """The recovery operation code (250, e.g. ``RPR`` retenue sur prestation)."""
+    label: str = ""
+    recorded_on: date | None = None
+    """When the debt was recorded (250)."""
+    balance_cents: int | None = None
+    """What is left of the debt after this recovery (250), when the payer says."""
+    source: str = ""
+
+
 @dataclass(frozen=True, slots=True)
 class Remittance:
     """A payer's payment notice (one payment reference): the lines it pays or rejects.
 
-    ``total_cents`` is what the payer transferred for it; a remittance of rejections only has 0 and
-    needs no bank credit.
+    ``total_cents`` is what the payer transferred for it: the parts paid plus the adjustments
+    (withholdings are negative); a remittance of rejections only has 0 and needs no bank credit, nor
+    does one whose withholdings take all it paid.
     """
 
     remittance_id: str
@@ -95,10 +129,21 @@ class Remittance:
     payment_reference: str
     lines: tuple[RemittanceLine, ...]
     source: str = ""
+    adjustments: tuple[Adjustment, ...] = ()
+
+    @property
+    def paid_cents(self) -> int:
+        """What the parts of the claims were paid."""
+        return sum(line.paid_cents for line in self.lines)
+
+    @property
+    def adjusted_cents(self) -> int:
+        """What the withholdings, flat-rate payments and corrections add (negative: take)."""
+        return sum(a.amount_cents for a in self.adjustments)
 
     @property
     def total_cents(self) -> int:
-        return sum(line.paid_cents for line in self.lines)
+        return self.paid_cents + self.adjusted_cents
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +173,8 @@ class BankStatement:
     """Last day the statement covers (closing balance date, or the last booking)."""
     source: str
     format: str
+    warnings: tuple[str, ...] = ()
+    """What was skipped and why (a statement of a non-EUR account), for the report."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,7 +295,8 @@ REJECTION_CODES: dict[str, Advice] = {
         False,
     ),
 }
-"""Rejection codes of the remittances (comptoir's NOEMIE-like profile) -> reason and advised action."""
+"""Rejection codes (as the sandbox's payers write them in the 294 entity) -> reason and advised action; a
+code not listed keeps the payer's own label (:func:`advice_for`)."""
 
 GENERIC_ACTION = "Lire le motif, corriger la FSE si besoin puis la refacturer dans un nouveau lot"
 PARTIAL_ACTION = "Réclamer le complément à l'organisme s'il n'est pas versé sur un prochain retour"

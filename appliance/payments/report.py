@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from appliance.payments.matcher import Reconciliation
-from appliance.payments.model import Status
+from appliance.payments.model import AdjustmentKind, Status
 
 STATUS_LABELS: dict[str, str] = {
     Status.MATCHED: "payé et crédité",
@@ -51,6 +51,7 @@ def report_data(result: Reconciliation) -> dict[str, Any]:
     credits_unknown = [c for c in result.credits if c.status is Status.CREDIT_UNKNOWN]
     payable = [r for r in result.remittances if r.status is not None]
     matched = [r for r in payable if r.status is Status.MATCHED]
+    adjustments = [a for r in result.remittances for a in r.remittance.adjustments]
     weeks: dict[date, dict[str, int]] = defaultdict(lambda: {"matched": 0, "outstanding": 0, "rejected": 0})
     for p in result.parts:
         if p.billed_on is None:
@@ -90,7 +91,11 @@ def report_data(result: Reconciliation) -> dict[str, Any]:
             "other_credits": sum(1 for c in result.credits if c.status is None),
             "remitted_unknown_claims": len(result.unknown_lines),
             "suggestions": len(result.suggestions),
+            "adjustments": len(adjustments),
+            "withheld_cents": -sum(a.amount_cents for a in adjustments if a.kind is AdjustmentKind.WITHHOLDING),
+            "warnings": len(result.warnings),
         },
+        "warnings": list(result.warnings),
         "parts": [
             {
                 "claim_number": p.claim_number,
@@ -119,6 +124,22 @@ def report_data(result: Reconciliation) -> dict[str, Any]:
                 "paid_on": r.remittance.paid_on.isoformat(),
                 "payment_reference": r.remittance.payment_reference,
                 "total_cents": r.remittance.total_cents,
+                "paid_cents": r.remittance.paid_cents,
+                "adjusted_cents": r.remittance.adjusted_cents,
+                "adjustments": [
+                    {
+                        "kind": a.kind.value,
+                        "amount_cents": a.amount_cents,
+                        "reference": a.reference,
+                        "nature": a.nature,
+                        "operation": a.operation,
+                        "label": a.label,
+                        "recorded_on": a.recorded_on.isoformat() if a.recorded_on else None,
+                        "balance_cents": a.balance_cents,
+                        "source": a.source,
+                    }
+                    for a in r.remittance.adjustments
+                ],
                 "status": r.status.value if r.status else None,
                 "credit": r.credit_key,
                 "rule": r.rule,
@@ -179,6 +200,12 @@ def summary_text(data: dict[str, Any]) -> str:
         lines.append(f"  lignes de retour pour des factures inconnues : {s['remitted_unknown_claims']}")
     if s["suggestions"]:
         lines.append(f"  propositions à vérifier à la main : {s['suggestions']}")
+    if s["adjustments"]:
+        lines.append(
+            f"  retenues et autres mouvements des paiements : {s['adjustments']} (retenu {euros(s['withheld_cents'])})"
+        )
+    for warning in data["warnings"]:
+        lines.append(f"  attention : {warning}")
     return "\n".join(lines)
 
 
@@ -312,6 +339,23 @@ def write_html(data: dict[str, Any], path: Path) -> None:
         ["date", "montant", "libellé", "action conseillée"],
         [[c["booked_on"], euros(c["amount_cents"]), c["text"], c["action"]] for c in unknown],
     )
+    adjustments_html = _table(
+        ["paiement", "organisme", "date", "mouvement", "montant", "référence", "solde de la dette"],
+        [
+            [
+                r["payment_reference"] or r["remittance_id"],
+                r["payer_name"],
+                r["paid_on"],
+                a["label"],
+                euros(a["amount_cents"]),
+                a["reference"],
+                "" if a["balance_cents"] is None else euros(a["balance_cents"]),
+            ]
+            for r in data["remittances"]
+            for a in r["adjustments"]
+        ],
+    )
+    warnings_html = "".join(f"<li>{html.escape(w)}</li>" for w in data["warnings"])
     suggestions_html = _table(
         ["virement", "retours candidats", "pourquoi"],
         [[s["credit"], ", ".join(s["remittances"]), s["why"]] for s in data["suggestions"]],
@@ -331,6 +375,10 @@ td,th{{border:1px solid #ccc;padding:3px 6px;text-align:left}}pre{{background:#f
 {credits_html}
 <h2>Propositions à vérifier ({len(data["suggestions"])})</h2>
 {suggestions_html}
+<h2>Retenues et autres mouvements des paiements ({data["summary"]["adjustments"]})</h2>
+{adjustments_html}
+<h2>Avertissements ({len(data["warnings"])})</h2>
+<ul>{warnings_html}</ul>
 </body></html>
 """
     path.write_text(page, encoding="utf-8")

@@ -18,6 +18,8 @@ import sqlite_utils
 
 from appliance.payments.matcher import Reconciliation, reconcile
 from appliance.payments.model import (
+    Adjustment,
+    AdjustmentKind,
     BankCredit,
     BankStatement,
     ExpectedPart,
@@ -33,7 +35,7 @@ from appliance.store.database import StoreError, open_database, rows, transactio
 
 
 def open_payments_database(path: Path) -> sqlite_utils.Database:
-    """The counter database, migrated forward (the payments tables are migration 8)."""
+    """The counter database, migrated forward (the payments tables are migrations 8 and 12)."""
     return open_database(path)
 
 
@@ -59,9 +61,15 @@ def _line_key(line: RemittanceLine) -> str:
     )
 
 
+def _adjustment_key(a: Adjustment) -> str:
+    recorded = a.recorded_on.isoformat() if a.recorded_on else ""
+    fields = (a.remittance_id, a.kind.value, a.amount_cents, a.reference, a.nature, a.operation, recorded)
+    return "|".join(str(v) for v in (*fields, a.balance_cents))
+
+
 def import_remittances(conn: sqlite3.Connection, remittances: Sequence[Remittance], now: float) -> tuple[int, int]:
-    """Store remittances and their lines; those already there are left as they are. Returns (new
-    remittances, new lines)."""
+    """Store remittances, their lines and adjustments (withholdings...); those already there are left as
+    they are. Returns (new remittances, new lines and adjustments)."""
     new_remittances = new_lines = 0
     for r in remittances:
         cursor = conn.execute(
@@ -89,6 +97,26 @@ def import_remittances(conn: sqlite3.Connection, remittances: Sequence[Remittanc
                     line.action,
                     line.source,
                     _line_key(line),
+                ),
+            )
+            new_lines += cursor.rowcount
+        for a in r.adjustments:
+            cursor = conn.execute(
+                "INSERT OR IGNORE INTO payment_adjustments(remittance_id, kind, amount_cents, reference, nature,"
+                " operation, label, recorded_on, balance_cents, source, adjustment_key)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    r.remittance_id,
+                    a.kind.value,
+                    a.amount_cents,
+                    a.reference,
+                    a.nature,
+                    a.operation,
+                    a.label,
+                    a.recorded_on.isoformat() if a.recorded_on else None,
+                    a.balance_cents,
+                    a.source,
+                    _adjustment_key(a),
                 ),
             )
             new_lines += cursor.rowcount
@@ -148,6 +176,22 @@ def stored_remittances(db: sqlite_utils.Database) -> list[Remittance]:
                 source=row["source"],
             )
         )
+    adjustments: dict[str, list[Adjustment]] = {}
+    for row in rows(db.conn, "SELECT * FROM payment_adjustments ORDER BY id"):
+        adjustments.setdefault(row["remittance_id"], []).append(
+            Adjustment(
+                remittance_id=row["remittance_id"],
+                kind=AdjustmentKind(row["kind"]),
+                amount_cents=int(row["amount_cents"]),
+                reference=row["reference"],
+                nature=row["nature"],
+                operation=row["operation"],
+                label=row["label"],
+                recorded_on=date.fromisoformat(row["recorded_on"]) if row["recorded_on"] else None,
+                balance_cents=None if row["balance_cents"] is None else int(row["balance_cents"]),
+                source=row["source"],
+            )
+        )
     return [
         Remittance(
             remittance_id=row["id"],
@@ -157,6 +201,7 @@ def stored_remittances(db: sqlite_utils.Database) -> list[Remittance]:
             payment_reference=row["payment_reference"],
             lines=tuple(lines.get(row["id"], [])),
             source=row["source"],
+            adjustments=tuple(adjustments.get(row["id"], [])),
         )
         for row in rows(db.conn, "SELECT * FROM payment_remittances ORDER BY paid_on, id")
     ]
@@ -329,6 +374,7 @@ def run(
             config=config,
             as_of=as_of,
             statement_end=statement_end(db),
+            warnings=[w for s in statements for w in s.warnings],
         )
         save_results(conn, result)
     return result, Imported(new_remittances, new_lines, new_credits)

@@ -111,9 +111,10 @@ NUMBERING = Migration(
 from appliance.store.schema_counter import (  # noqa: E402 - the domain comes after the store
     COUNTER_LOOKUP_INDEXES,
     COUNTER_TABLES,
+    DP_AND_MESSAGES,
     IDENTITY_CHECKS,
 )
-from appliance.store.schema_payments import PAYMENTS_TABLES  # noqa: E402
+from appliance.store.schema_payments import PAYMENTS_ADJUSTMENTS, PAYMENTS_TABLES  # noqa: E402
 
 OPERATOR_RPPS = Migration(
     9,
@@ -175,5 +176,7 @@ MIGRATIONS: list[Migration] = [
     OPERATOR_RPPS,
     IDENTITY_CHECKS,
     CLAIM_RESUBMISSIONS,
+    PAYMENTS_ADJUSTMENTS,
+    DP_AND_MESSAGES,
 ]
 """All migrations, in order. The domain's migrations are appended after these (versions 6…)."""

@@ -82,6 +82,10 @@ class ClaimDraft:
     execution_payload: dict[str, Any] | None
     fetch_pending: bool
     day: date
+    dp_feed: bool = False
+    """The patient agreed to their Dossier Pharmaceutique: the dispensation is fed to it."""
+    patient_mailbox: bool = False
+    """The INS is qualified: the receipt goes to the patient's Mon Espace Santé mailbox (MSSanté)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +132,10 @@ class CounterRecords:
         call and the outbox's copy. It names this box (a random id made once per database), so that
         another pharmacy dispensing the same prescription is told « déjà délivrée » by the service
         instead of colliding with our key."""
+        return f"exec1:{self.box_id()}:{prescription_id}:{renewal}"
+
+    def box_id(self) -> str:
+        """This database's random box id (made once, kept in the settings)."""
         box = get_setting(self.db, BOX_ID_KEY)
         if box is None:
             with transaction(self.db) as conn:
@@ -135,7 +143,7 @@ class CounterRecords:
                 box = str(found[0]) if found else uuid.uuid4().hex
                 if found is None:
                     set_setting(conn, BOX_ID_KEY, box)
-        return f"exec1:{box}:{prescription_id}:{renewal}"
+        return box
 
     # ------------------------------------------------------------------ audit and operators
     def audit(
@@ -635,6 +643,16 @@ class CounterRecords:
                         key=self.execution_key(draft.prescription_id, draft.renewal),
                         payload=draft.execution_payload,
                     )
+            if draft.dp_feed:
+                outbox.enqueue(
+                    conn,
+                    now=now,
+                    stream="dp",
+                    key=f"dp:{dispensation_id}",
+                    payload={"dispensation": dispensation_id, "patient_id": draft.patient_id},
+                )
+            if draft.patient_mailbox:
+                self._secure_message(conn, "receipt", draft.patient_id, now, claim_id=claim_id)
             if draft.fetch_pending and draft.prescription_id:
                 outbox.enqueue(
                     conn,
@@ -993,7 +1011,108 @@ class CounterRecords:
             self._traits_of(found[0]),
         )
 
-    def enqueue_dmp(self, patient_id: int, kind: str, visibility: Any, operator_id: int | None) -> None:
+    # ------------------------------------------------------------------ DP consent and secure messages
+    def set_dp_consent(self, patient_id: int, agreed: bool, operator_id: int) -> None:
+        """The patient's answer about their Dossier Pharmaceutique, recorded with who asked."""
+        now = self.clock()
+        with transaction(self.db) as conn:
+            conn.execute(
+                "INSERT INTO dp_consents(patient_id, agreed, operator_id, at) VALUES (?, ?, ?, ?)",
+                (patient_id, int(agreed), operator_id, now),
+            )
+            journal.append(
+                conn,
+                operator_id=operator_id,
+                action="dp.consent",
+                subject=str(patient_id),
+                details={"agreed": agreed},
+                at=now,
+            )
+
+    def dp_consent(self, patient_id: int) -> bool | None:
+        """The patient's latest answer (None: never asked)."""
+        row = self.db.conn.execute(
+            "SELECT agreed FROM dp_consents WHERE patient_id = ? ORDER BY id DESC LIMIT 1", (patient_id,)
+        ).fetchone()
+        return None if row is None else bool(row[0])
+
+    def audit_dp_consulted(self, patient_id: int, operator_id: int, entries: int) -> None:
+        self.audit(operator_id, "dp.consulted", str(patient_id), {"entries": entries})
+
+    def dp_wire(self, dispensation_id: int) -> dict[str, Any] | None:
+        """Dispensation ``dispensation_id`` as the Dossier Pharmaceutique receives it, built when it is
+        sent (the outbox names ids only): the carte Vitale beneficiary (NIR, rank, birth date opened
+        from the sealed fields), the day, the pharmacy (settings ``finess``, ``name``) and the boxes
+        grouped by product and lot (CIP13, quantity, lot). None when the dispensation is unknown or its
+        patient was identified without a card (the DP is opened with the carte Vitale)."""
+        from datetime import UTC, datetime
+
+        found = self.db.conn.execute(
+            "SELECT patient_id, at FROM dispensations WHERE id = ?", (dispensation_id,)
+        ).fetchone()
+        if found is None:
+            return None
+        beneficiary = self.beneficiary_of(int(found[0]))
+        if beneficiary is None:
+            return None
+        lines = self.db.conn.execute(
+            "SELECT cip13, lot, count(*), min(id) AS first FROM dispensation_lines WHERE dispensation_id = ?"
+            " GROUP BY cip13, lot ORDER BY first",
+            (dispensation_id,),
+        ).fetchall()
+        return {
+            "nir": beneficiary.nir,
+            "holder_nir": beneficiary.holder_nir or beneficiary.nir,
+            "rank": beneficiary.rank,
+            "birth_date": beneficiary.traits.birth_date.isoformat(),
+            "dispensed_on": datetime.fromtimestamp(float(found[1]), tz=UTC).date().isoformat(),
+            "pharmacy": {"finess": get_setting(self.db, "finess") or "", "name": get_setting(self.db, "name") or ""},
+            "lines": [{"cip13": str(cip13), "quantity": int(n), "lot": lot} for cip13, lot, n, _ in lines],
+        }
+
+    def _secure_message(
+        self,
+        conn: Any,
+        kind: str,
+        patient_id: int,
+        now: float,
+        *,
+        claim_id: int | None = None,
+        dmp_document_id: int | None = None,
+    ) -> int:
+        """One MSSanté message in the caller's transaction: a row naming what to send, and its outbox
+        message (delivered once; the mail is built when it is sent)."""
+        cursor = conn.execute(
+            "INSERT INTO secure_messages(kind, patient_id, claim_id, dmp_document_id, at) VALUES (?, ?, ?, ?, ?)",
+            (kind, patient_id, claim_id, dmp_document_id, now),
+        )
+        message_id = int(cursor.lastrowid or 0)
+        outbox.enqueue(conn, now=now, stream="mssante", key=f"mss:{message_id}", payload={"message": message_id})
+        return message_id
+
+    def enqueue_prescriber_summary(self, claim_number: int, operator_id: int) -> int:
+        """The dispensing summary of claim ``claim_number`` to its prescriber (the patient agreed)."""
+        now = self.clock()
+        with transaction(self.db) as conn:
+            row = conn.execute("SELECT id, patient_id FROM claims WHERE number = ?", (claim_number,)).fetchone()
+            if row is None:
+                raise StoreError(f"no claim number {claim_number}")
+            message_id = self._secure_message(conn, "prescriber-summary", int(row[1]), now, claim_id=int(row[0]))
+            journal.append(
+                conn,
+                operator_id=operator_id,
+                action="mssante.prescriber-summary",
+                subject=str(claim_number),
+                details={"message": message_id},
+                at=now,
+            )
+        return message_id
+
+    def enqueue_dmp(
+        self, patient_id: int, kind: str, visibility: Any, operator_id: int | None, *, patient_mailbox: bool = False
+    ) -> None:
+        """A document for the DMP, and (``patient_mailbox``) a copy to the patient's Mon Espace Santé
+        mailbox, unless they chose to hide it from themselves."""
         now = self.clock()
         with transaction(self.db) as conn:
             cursor = conn.execute(
@@ -1001,6 +1120,8 @@ class CounterRecords:
                 (patient_id, kind, str(visibility.value), now),
             )
             doc_id = int(cursor.lastrowid or 0)
+            if patient_mailbox and str(visibility.value) != "hidden-from-patient":
+                self._secure_message(conn, "dmp-document", patient_id, now, dmp_document_id=doc_id)
             outbox.enqueue(
                 conn,
                 now=self.clock(),
@@ -1011,6 +1132,7 @@ class CounterRecords:
                     "patient_id": patient_id,
                     "kind": kind,
                     "visibility": str(visibility.value),
+                    "operator": operator_id,
                 },
             )
             journal.append(
@@ -1021,6 +1143,68 @@ class CounterRecords:
                 details={"kind": kind},
                 at=now,
             )
+
+    def dmp_facts(self, doc_id: int, operator_id: int | None) -> dict[str, Any] | None:
+        """What DMP document ``doc_id`` says, read back from the store when it is delivered.
+
+        The outbox message names ids only; here come the document row (kind, visibility, time), the
+        patient's INS opened from the sealed fields and their status, the operator who fed it (from the
+        message, else from the journal) with their RPPS, the pharmacy's settings (``finess``, ``name``)
+        and the boxes dispensed to the patient: ``visit`` (the dispensation nearest the document,
+        within an hour: the vaccine, the interview's treatment) with its annotation, and ``history``
+        (the last twelve months, for the medication review). None when the document is unknown.
+        """
+        found = rows(self.db.conn, "SELECT * FROM dmp_documents WHERE id = ?", (doc_id,))
+        if not found:
+            return None
+        doc = found[0]
+        patient_id, at = int(doc["patient_id"]), float(doc["at"])
+        if operator_id is None:
+            row = self.db.conn.execute(
+                "SELECT operator_id FROM audit_journal WHERE action = 'dmp.queued' AND subject = ? ORDER BY seq DESC",
+                (str(doc_id),),
+            ).fetchone()
+            operator_id = None if row is None or row[0] is None else int(row[0])
+        operator = None
+        if operator_id is not None:
+            op = rows(self.db.conn, "SELECT id, name, role, rpps FROM operators WHERE id = ?", (operator_id,))
+            operator = op[0] if op else None
+        visit = self.db.conn.execute(
+            "SELECT id, annotation FROM dispensations WHERE patient_id = ? AND at BETWEEN ? AND ?"
+            " ORDER BY abs(at - ?) LIMIT 1",
+            (patient_id, at - 3600, at + 3600, at),
+        ).fetchone()
+        visit_lines = [] if visit is None else self._dispensed_lines("d.id = ?", (int(visit[0]),))
+        history = self._dispensed_lines(
+            "d.patient_id = ? AND d.at BETWEEN ? AND ?", (patient_id, at - 365 * 86400, at + 3600)
+        )
+        return {
+            "document": doc_id,
+            "kind": str(doc["kind"]),
+            "visibility": str(doc["visibility"]),
+            "at": at,
+            "patient_id": patient_id,
+            "ins": self.ins_of(patient_id),
+            "status": self.patient_status(patient_id),
+            "operator": operator,
+            "finess": get_setting(self.db, "finess"),
+            "pharmacy_name": get_setting(self.db, "name"),
+            "box_id": self.box_id(),
+            "visit": visit_lines,
+            "note": "" if visit is None else str(visit[1] or ""),
+            "history": history,
+        }
+
+    def _dispensed_lines(self, where: str, params: tuple[Any, ...]) -> list[dict[str, Any]]:
+        """Boxes dispensed, oldest first, with the label of the prescription line they filled."""
+        # ``where`` is one of the two fixed clauses of dmp_facts, never data
+        sql = (
+            "SELECT l.cip13, l.gtin, l.lot, l.expiry, d.at, pl.label FROM dispensation_lines l"  # noqa: S608
+            " JOIN dispensations d ON d.id = l.dispensation_id"
+            " LEFT JOIN prescription_lines pl ON pl.prescription_id = d.prescription_id AND pl.line_no = l.line_no"
+            f" WHERE {where} ORDER BY d.at, l.id LIMIT 500"
+        )
+        return rows(self.db.conn, sql, params)
 
     def mark_dmp(self, doc_id: int, status: str) -> None:
         with transaction(self.db) as conn:

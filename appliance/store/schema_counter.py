@@ -215,3 +215,33 @@ IDENTITY_CHECKS = Migration(
     CREATE INDEX identity_checks_patient ON identity_checks(patient_id, id);
     """,
 )
+
+
+DP_AND_MESSAGES = Migration(
+    13,
+    "Dossier Pharmaceutique consent and secure messages",
+    """
+    -- The patient's answer about their Dossier Pharmaceutique (latest row wins), with who recorded it.
+    CREATE TABLE dp_consents (
+        id          INTEGER PRIMARY KEY,
+        patient_id  INTEGER NOT NULL REFERENCES patients(id),
+        agreed      INTEGER NOT NULL CHECK (agreed IN (0, 1)),
+        operator_id INTEGER NOT NULL REFERENCES operators(id),
+        at          REAL NOT NULL
+    );
+    CREATE INDEX dp_consents_patient ON dp_consents(patient_id, id);
+    -- Messages sent over MSSanté: the receipt and the DMP documents to the patient's Mon Espace Santé
+    -- mailbox, the dispensing summary to the prescriber. The row names what to send; the mail itself
+    -- is built when it is sent, from the sealed records (no identity in the outbox).
+    CREATE TABLE secure_messages (
+        id              INTEGER PRIMARY KEY,
+        kind            TEXT NOT NULL CHECK (kind IN ('receipt', 'dmp-document', 'prescriber-summary')),
+        patient_id      INTEGER NOT NULL REFERENCES patients(id),
+        claim_id        INTEGER REFERENCES claims(id),
+        dmp_document_id INTEGER REFERENCES dmp_documents(id),
+        status          TEXT NOT NULL DEFAULT 'queued' CHECK (status IN ('queued', 'sent', 'refused')),
+        at              REAL NOT NULL
+    );
+    CREATE INDEX secure_messages_claim ON secure_messages(claim_id);
+    """,
+)

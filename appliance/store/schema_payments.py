@@ -107,3 +107,30 @@ PAYMENTS_TABLES = Migration(
     END;
     """,
 )
+
+PAYMENTS_ADJUSTMENTS = Migration(
+    12,
+    "payments: withholdings and other adjustments of a remittance",
+    """
+    -- What a payment adds or takes besides the parts it pays (NOEMIE PS): debts withheld (250
+    -- retenues, negative), flat-rate payments (261), parts paid back (a part paid with sign N). The
+    -- remittance's transfer is its lines' paid_cents plus these amount_cents. Additive only: an older
+    -- release ignores the table (and then sees the payment's parts only). adjustment_key is the natural
+    -- key, so importing the same file again adds nothing.
+    CREATE TABLE payment_adjustments (
+        id             INTEGER PRIMARY KEY,
+        remittance_id  TEXT NOT NULL REFERENCES payment_remittances(id),
+        kind           TEXT NOT NULL CHECK (kind IN ('withholding', 'lump-sum', 'correction')),
+        amount_cents   INTEGER NOT NULL,
+        reference      TEXT NOT NULL DEFAULT '',
+        nature         TEXT NOT NULL DEFAULT '',
+        operation      TEXT NOT NULL DEFAULT '',
+        label          TEXT NOT NULL DEFAULT '',
+        recorded_on    TEXT,
+        balance_cents  INTEGER,
+        source         TEXT NOT NULL DEFAULT '',
+        adjustment_key TEXT NOT NULL UNIQUE
+    );
+    CREATE INDEX payment_adjustments_remittance ON payment_adjustments(remittance_id);
+    """,
+)

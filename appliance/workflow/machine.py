@@ -12,8 +12,8 @@ from __future__ import annotations
 import copy
 import logging
 import unicodedata
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -24,6 +24,8 @@ from appliance.codes.ins import InsIdentity
 from appliance.codes.kinds import CodeKind
 from appliance.codes.opaque import OpaqueToken
 from appliance.domain import (
+    DEFAULT_ACTS,
+    Act,
     AmcRights,
     Beneficiary,
     DocumentCheck,
@@ -34,6 +36,7 @@ from appliance.domain import (
     InsiResult,
     PrescribedFor,
     PrescriptionLine,
+    Role,
     Traits,
     Visibility,
 )
@@ -68,11 +71,25 @@ class CounterSettings:
     """How many next visits the qualification prompt comes back for an identity left RECUP."""
     idle_timeout_s: float = 120.0
     """Patient data is cleared after this long without any event (and the last receipt with it)."""
+    dp_months: int = 4
+    """How far back the Dossier Pharmaceutique is consulted."""
     operator_idle_s: float = 300.0
     """An operator's login ends after this long without a professional act of theirs: the screen
     faces the patient, so a login left open must not let the next person act as the pharmacist."""
 
+    acts: Mapping[Role, frozenset[Act]] = field(default_factory=lambda: dict(DEFAULT_ACTS))
+    """What each role may do (``[counter.acts]`` in kiosk.toml: a role name -> a list of act names);
+    roles left out keep :data:`~appliance.domain.DEFAULT_ACTS`."""
+
     def __post_init__(self) -> None:
+        acts = dict(DEFAULT_ACTS)
+        for role, names in dict(self.acts).items():
+            try:
+                acts[Role(role)] = frozenset(Act(name) for name in names)
+            except ValueError as exc:
+                known = ", ".join(a.value for a in Act)
+                raise ValueError(f"acts: {exc} (roles: titulaire, pharmacien, preparateur; acts: {known})") from None
+        object.__setattr__(self, "acts", acts)
         if isinstance(self.qualification_visits, bool) or not isinstance(self.qualification_visits, int):
             raise ValueError("qualification_visits must be a whole number of visits")
         if self.qualification_visits < 0:
@@ -250,29 +267,37 @@ class Counter:
     def _audit(self, action: str, subject: str = "", **details: Any) -> None:
         self.records.audit(self.operator_id, action, subject, details)
 
-    def _call(self, what: str, call: Callable[[], T]) -> T | None:
-        """An interactive teleservice call; None when unreachable (degraded mode)."""
+    def _call(self, what: str, call: Callable[[], T], *, unavailable: str | None = None) -> T | None:
+        """An interactive teleservice call; None when unreachable (degraded mode). The notice says
+        ``what`` will be completed later, or ``unavailable`` for a look-up nothing can complete later."""
+        notice = unavailable or msg.offline(what)
         if not self.online:
-            self.notices.append(msg.offline(what))
+            self.notices.append(notice)
             return None
         try:
             return call()
         except TeleserviceUnavailable:
             self.online = False
-            self.notices.append(msg.offline(what))
+            self.notices.append(notice)
             return None
 
-    def _professional(self) -> Operator:
-        """The professional doing an act now: refused when nobody is logged in at this counter.
+    def _professional(self, act: Act) -> Operator:
+        """The professional doing ``act`` now: refused when nobody is logged in at this counter, or
+        when their role may not do it (``CounterSettings.acts``).
 
         Every act that decides for the patient (identity, prescription, dispensation choices, DMP,
         the last claims) goes through here, so no touch on the patient-facing screen does it alone;
         the act is audited under this operator and keeps their login alive.
         """
-        if self.operator is None:
+        op = self.operator
+        if op is None:
             raise Refused(msg.PROFESSIONAL_NEEDED)
+        if act not in self.settings.acts[op.role]:
+            raise Refused(
+                msg.ACT_NOT_ALLOWED, audit=(op.id, "act.refused", "", {"act": act.value, "role": op.role.value})
+            )
         self._operator_active = self.clock()
-        return self.operator
+        return op
 
     def _expire_login(self) -> str | None:
         """End the login of an operator idle for ``operator_idle_s`` (checked before every event)."""
@@ -333,16 +358,31 @@ class Counter:
     def _intent_cps_login(self, rpps: str, name: str = "") -> str:
         """A CPS whose PIN the card has just accepted: the kiosk sends this only after ``verify_pin``
         succeeded, so here only the RPPS -> operator mapping is decided (and audited)."""
-        op = self.records.operator_by_rpps(str(rpps))
+        op = self._login_by_rpps(str(rpps), name, "cps")
+        self.cps_operator = op
+        return f"Bonjour {op.name}"
+
+    def _intent_psc_login(self, rpps: str, name: str = "") -> str:
+        """A professional who validated on their phone (e-CPS, Pro Santé Connect): the kiosk sends this
+        only once the identity provider's ID token for this login was verified (signature, audience,
+        nonce, expiry); as with the card, only the RPPS -> operator mapping is decided here. Same roles,
+        journal and end of session as a PIN login; validating still asks the personal PIN."""
+        op = self._login_by_rpps(str(rpps), name, "psc")
+        return f"Bonjour {op.name}"
+
+    def _login_by_rpps(self, rpps: str, name: str, via: str) -> Operator:
+        """The operator whose RPPS a card or the national identity provider proved; the PIN lock-out a
+        patient may have caused at the screen is lifted, since the person proved who they are."""
+        op = self.records.operator_by_rpps(rpps)
         if op is None:
-            raise Refused(msg.CPS_UNKNOWN, audit=(None, "operator.cps.unknown", f"rpps:{rpps}", {"name": name}))
+            raise Refused(msg.CPS_UNKNOWN, audit=(None, f"operator.{via}.unknown", f"rpps:{rpps}", {"name": name}))
         self.operator = op
         self._operator_active = self.clock()
-        self.cps_operator = op
+        self.cps_operator = None
         self.recent_claims = []
-        self._audit("operator.cps.login", f"operator:{op.id}")
-        self.records.clear_pin_lock(op.id, by=op.id, reason="cps-login")
-        return f"Bonjour {op.name}"
+        self._audit(f"operator.{via}.login", f"operator:{op.id}")
+        self.records.clear_pin_lock(op.id, by=op.id, reason=f"{via}-login")
+        return op
 
     def _intent_logout(self) -> str:
         self._end_login("operator.logout")
@@ -351,9 +391,7 @@ class Counter:
     def _intent_unlock_operator(self, operator: str) -> str:
         """A pharmacist lifts a colleague's PIN lock-out (wrong PINs typed at the patient screen, say),
         under their own name in the journal."""
-        op = self._professional()
-        if not op.role.may_validate:
-            raise Refused(msg.NEED_PHARMACIST)
+        op = self._professional(Act.UNLOCK)
         target = next((o for o in self.records.operators() if o.name == operator), None)
         if target is None:
             raise Refused("Opérateur inconnu")
@@ -372,7 +410,7 @@ class Counter:
             raise Refused(msg.NO_OPERATOR_FOR_CLAIMS)
         if self.step is not Step.ATTRACT:
             raise Refused(msg.CLAIMS_DURING_SESSION)
-        op = self._professional()
+        op = self._professional(Act.CLAIMS)
         self.recent_claims = self.records.recent_claims(op.id, int(limit))
         if self.interrupted is not None:
             self._interrupted_listed = True
@@ -450,7 +488,7 @@ class Counter:
     ) -> str | None:
         if self.step is not Step.ATTRACT:
             raise self._not_now()
-        self._professional()
+        self._professional(Act.IDENTITY)
         try:
             born = date.fromisoformat(birth_date)
         except ValueError:
@@ -519,7 +557,7 @@ class Counter:
         s = self.session
         if self.step is not Step.IDENTITY or not s.identity_choices:
             raise self._not_now()
-        self._professional()
+        self._professional(Act.IDENTITY)
         if not 0 <= index < len(s.identity_choices):
             raise Refused("Identité introuvable dans la liste")
         s.ins = s.identity_choices[index]
@@ -540,6 +578,7 @@ class Counter:
         s.patient_id = record.id
         s.ins_status = record.status
         s.identity_doubtful = record.doubtful
+        s.dp_consent = self.records.dp_consent(record.id)
         # Traits on file (or, for a new patient, the card's or the typed ones) against what INSi returned.
         if s.ins is not None:
             s.traits_to_confirm = _differences(record.traits_on_file or traits, s.ins.traits)
@@ -562,7 +601,7 @@ class Counter:
     def _intent_confirm_traits(self) -> str | None:
         if self.step is not Step.IDENTITY or not self.session.traits_to_confirm:
             raise self._not_now()
-        self._professional()
+        self._professional(Act.IDENTITY)
         self._audit("identity.traits-confirmed", patient=self.session.patient_id)
         self.session.traits_to_confirm = {}
         return self._after_identity_step()
@@ -612,7 +651,7 @@ class Counter:
         For a minor, a family record book or a birth certificate counts together with an identity
         document of the legal guardian (both recorded)."""
         self._document_asked(later=True)
-        op = self._professional()
+        op = self._professional(Act.IDENTITY)
         shown = self._document(document, missing=msg.DOCUMENT_NEEDED)
         guardian: IdentityDocument | None = None
         if shown.for_minor_only:
@@ -626,18 +665,18 @@ class Counter:
     def _intent_document_absent(self) -> str | None:
         """No document at hand: nothing changes, and the question returns at the next visits."""
         self._document_asked(later=False)
-        return self._document_answer(DocumentCheck.ABSENT, self._professional())
+        return self._document_answer(DocumentCheck.ABSENT, self._professional(Act.IDENTITY))
 
     def _intent_document_refused(self) -> str | None:
         """The patient declines to show a document: their refusal is recorded and not asked again."""
         self._document_asked(later=False)
-        return self._document_answer(DocumentCheck.REFUSED, self._professional())
+        return self._document_answer(DocumentCheck.REFUSED, self._professional(Act.IDENTITY))
 
     def _intent_document_contradicts(self) -> str | None:
         """The document contradicts the INS traits: the identity is not reliable (doubtful), never
         qualified, and the question comes back at every visit until a document settles it."""
         self._document_asked(later=True)
-        return self._document_answer(DocumentCheck.CONTRADICTS, self._professional())
+        return self._document_answer(DocumentCheck.CONTRADICTS, self._professional(Act.IDENTITY))
 
     def _document_answer(
         self,
@@ -825,7 +864,7 @@ class Counter:
         s = self.session
         if self.step is not Step.PRESCRIPTION or not s.prescription_mismatch or s.prescription_confirmed:
             raise self._not_now()
-        self._professional()
+        self._professional(Act.PRESCRIPTION)
         s.prescription_patient_accepted = True
         self._audit(
             "prescription.patient-accepted",
@@ -838,7 +877,7 @@ class Counter:
         s = self.session
         if self.step is not Step.PRESCRIPTION or not s.prescription_degraded or s.prescription_confirmed:
             raise self._not_now()
-        self._professional()
+        self._professional(Act.PRESCRIPTION)
         if quantity <= 0:
             raise Refused("Quantité invalide")
         s.entered_lines.append(PrescriptionLine(len(s.entered_lines) + 1, label, quantity, cip13, ald))
@@ -848,7 +887,7 @@ class Counter:
         s = self.session
         if self.step is not Step.PRESCRIPTION or not s.lines():
             raise self._not_now()
-        self._professional()
+        self._professional(Act.PRESCRIPTION)
         if s.prescription_mismatch and not s.prescription_patient_accepted:
             raise Refused(msg.PRESCRIPTION_OTHER_PATIENT)
         limit = s.prescription.renewals if s.prescription else renewal
@@ -871,7 +910,7 @@ class Counter:
         s = self.session
         if self.step is not Step.PRESCRIPTION:
             raise self._not_now()
-        self._professional()
+        self._professional(Act.PRESCRIPTION)
         self._audit("prescription.rejected")
         s.prescription, s.prescription_degraded, s.entered_lines = None, False, []
         s.pending_prescription_id = None
@@ -923,7 +962,7 @@ class Counter:
         s = self.session
         if self.step is not Step.DISPENSATION:
             raise self._not_now()
-        self._professional()
+        self._professional(Act.DISPENSATION)
         if line not in {known.line_no for known in s.lines()}:
             raise Refused(f"Ligne {line} inconnue")
         for box in s.boxes:
@@ -937,7 +976,7 @@ class Counter:
         s = self.session
         if self.step is not Step.DISPENSATION:
             raise self._not_now()
-        self._professional()
+        self._professional(Act.DISPENSATION)
         kept = [b for b in s.boxes if b.serial != serial]
         if len(kept) == len(s.boxes):
             raise Refused("Boîte introuvable")
@@ -959,7 +998,7 @@ class Counter:
     def _intent_annotate(self, text: str) -> str | None:
         if self.step is not Step.CONTROL:
             raise self._not_now()
-        self._professional()
+        self._professional(Act.DISPENSATION)
         self.session.annotation = text.strip()[:500]
         self._audit("control.annotated")
         return "Note enregistrée"
@@ -1042,6 +1081,8 @@ class Counter:
             execution_payload=_execution(prescription_id, s, step=1) if prescription_id else None,
             fetch_pending=s.prescription_degraded,
             day=self.today(),
+            dp_feed=bool(s.dp_consent) and s.beneficiary is not None,
+            patient_mailbox=self._mailbox_reachable(),
         )
         claim = self.records.record_claim(draft)
         s.bill = bill
@@ -1051,12 +1092,72 @@ class Counter:
             return "Rien à payer"
         return f"À payer : {msg.euros(bill.to_pay_cents)}"
 
+    # ------------------------------------------------------------------ Dossier Pharmaceutique, MSSanté
+    def _dp_patient(self) -> Beneficiary:
+        s = self.session
+        if self.step in (Step.ATTRACT, Step.CHOOSE_BENEFICIARY) or s.patient_id is None:
+            raise self._not_now()
+        if s.beneficiary is None:
+            raise Refused(msg.DP_NEEDS_CARD)
+        return s.beneficiary
+
+    def _intent_dp_consent(self, agreed: bool = True) -> str | None:
+        """The patient's answer about their Dossier Pharmaceutique, asked by the pharmacist; kept for
+        the next visits. With it, each dispensation is fed to the DP (through the outbox)."""
+        self._dp_patient()
+        op = self._professional(Act.DP)
+        s = self.session
+        self.records.set_dp_consent(s.patient_id or 0, bool(agreed), op.id)
+        s.dp_consent = bool(agreed)
+        if not agreed:
+            s.dp_history = None
+        return msg.DP_AGREED if agreed else msg.DP_DECLINED
+
+    def _intent_dp_consult(self, months: int | None = None) -> str | None:
+        """The last months of the patient's dispensations in every pharmacy, for the pharmacist's panel
+        (never the patient screen: ``view()`` gives them only while an operator is logged in)."""
+        beneficiary = self._dp_patient()
+        op = self._professional(Act.DP)
+        s = self.session
+        if not s.dp_consent:
+            raise Refused(msg.DP_NO_CONSENT)
+        since = self.today() - timedelta(days=31 * (months or self.settings.dp_months))
+        found = self._call(
+            "le dossier pharmaceutique",
+            lambda: self.teleservices.dp_consult(beneficiary, since),
+            unavailable=msg.DP_OFFLINE,
+        )
+        if found is None:
+            return None
+        s.dp_history = list(found)
+        self.records.audit_dp_consulted(s.patient_id or 0, op.id, len(found))
+        return msg.DP_CONSULTED.format(count=len(found))
+
+    def _mailbox_reachable(self) -> bool:
+        """Mon Espace Santé's mailbox is addressed by the INS: only for a qualified, undoubted identity."""
+        s = self.session
+        return s.ins is not None and s.ins_status is IdentityStatus.QUAL and not s.identity_doubtful
+
+    def _intent_prescriber_summary(self, agreed: bool = True) -> str | None:
+        """With the patient's agreement, the dispensing summary goes to the prescriber over MSSanté."""
+        s = self.session
+        if self.step is not Step.PAYMENT or s.claim_number is None or s.prescription is None:
+            raise self._not_now()
+        op = self._professional(Act.MESSAGING)
+        if not agreed:
+            self._audit("mssante.prescriber-declined", str(s.claim_number))
+            return msg.DOCUMENT_REFUSED
+        if not self._mailbox_reachable():
+            raise Refused(msg.NOT_QUALIFIED_MAIL)
+        self.records.enqueue_prescriber_summary(s.claim_number, op.id)
+        return msg.PRESCRIBER_SUMMARY
+
     # ------------------------------------------------------------------ DMP and close
     def _intent_dmp_document(self, kind: str, visibility: str = "all") -> str | None:
         s = self.session
         if self.step not in (Step.CONTROL, Step.PAYMENT) or s.patient_id is None:
             raise self._not_now()
-        op = self._professional()
+        op = self._professional(Act.DMP)
         if s.identity_doubtful:
             raise Refused(msg.DOUBTFUL)
         if s.ins is None or s.ins_status is not IdentityStatus.QUAL:
@@ -1067,7 +1168,7 @@ class Counter:
             raise Refused("Visibilité inconnue") from None
         if kind not in ("vaccination", "pharmaceutical-interview", "medication-review"):
             raise Refused("Type de document inconnu")
-        self.records.enqueue_dmp(s.patient_id, kind, chosen, op.id)
+        self.records.enqueue_dmp(s.patient_id, kind, chosen, op.id, patient_mailbox=self._mailbox_reachable())
         return "Document envoyé au DMP"
 
     def _intent_close(self) -> str | None:
@@ -1093,7 +1194,7 @@ class Counter:
     def _intent_send_batch(self) -> str | None:
         if self.step is not Step.ATTRACT:
             raise self._not_now()
-        op = self._professional()
+        op = self._professional(Act.BATCH)
         batch = self.records.close_batch(op.id)
         if batch is None:
             return "Aucune facture à télétransmettre"
@@ -1110,7 +1211,7 @@ class Counter:
 
         if self.step is not Step.ATTRACT:
             raise self._not_now()
-        op = self._professional()
+        op = self._professional(Act.BATCH)
         try:
             found = self.records.rejected_claims(None if claims is None else [int(n) for n in claims])
             if not found:
@@ -1284,6 +1385,24 @@ class Counter:
             ],
             "qualification_prompt": s.qualification_prompt,
             "identity_doubtful": s.identity_doubtful,
+            "dp": None
+            if s.patient_id is None or self.step is Step.ATTRACT
+            else {
+                "consent": s.dp_consent,
+                "consulted": s.dp_history is not None,
+                "history": [
+                    {
+                        "day": msg.fr_date(e.day),
+                        "label": e.label,
+                        "quantity": e.quantity,
+                        "pharmacy": e.pharmacy,
+                    }
+                    for e in s.dp_history
+                ]
+                if s.dp_history is not None and self.operator is not None
+                else [],
+            },
+            "mailbox": self._mailbox_reachable() and self.step is not Step.ATTRACT,
             "minor": minor,
             "documents": [{"code": d.value, "label": d.label} for d in self._documents()]
             if pending == "identity-document"

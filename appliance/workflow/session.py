@@ -11,6 +11,7 @@ from appliance.domain import (
     AmcRights,
     AmoRights,
     Beneficiary,
+    DpEntry,
     IdentityStatus,
     Ins,
     Prescription,
@@ -72,6 +73,10 @@ class Session:
     """Traits (``birth_name``, ``first_names``, ``birth_date``) by which the prescription's patient
     differs from the identified one; confirming needs the pharmacist's decision first."""
     prescription_patient_accepted: bool = False
+    dp_consent: bool | None = None
+    """The patient's answer about their Dossier Pharmaceutique (None: not asked yet)."""
+    dp_history: list[DpEntry] | None = None
+    """What the DP listed when the pharmacist consulted it (None: not consulted); panel only."""
     prescription_degraded: bool = False
     entered_lines: list[PrescriptionLine] = field(default_factory=list)
     renewal: int = 0

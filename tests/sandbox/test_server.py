@@ -12,9 +12,15 @@ from typing import Any
 
 import httpx
 import pytest
+from lxml import etree
 
+from appliance.domain import Ins, Traits, Visibility
 from sandbox import population as pop
 from sandbox.server import SandboxServer, add_command
+from sync import dmp_xds
+from sync.insi_soap import InsiSettings, card_request, traits_request
+from tests.appliance.dmp.documents import document as dmp_document
+from tests.appliance.dmp.documents import wire as dmp_wire
 
 DAY = pop.REFERENCE_DAY.isoformat()
 
@@ -38,9 +44,27 @@ def _token(key: str) -> dict[str, str]:
     return {"token": base64.b64encode(pop.APCV_TOKENS[key]).decode()}
 
 
-def _card(key: str) -> dict[str, Any]:
-    b = pop.person(key).beneficiary
-    return {"holder_nir": b.holder_nir, "birth_date": b.traits.birth_date.isoformat(), "rank": b.rank}
+RESULT = {"s": "http://www.w3.org/2003/05/soap-envelope", "r": "http://www.cnamts.fr/INSiResultat"}
+
+
+def _insi(http: httpx.Client, request: Any) -> httpx.Response:
+    return http.post("/lps", content=request.envelope, headers={"Content-Type": request.content_type})
+
+
+def _card(http: httpx.Client, key: str) -> httpx.Response:
+    return _insi(http, card_request(pop.person(key).beneficiary, InsiSettings()))
+
+
+def _traits(http: httpx.Client, traits: Traits) -> httpx.Response:
+    return _insi(http, traits_request(traits, InsiSettings()))
+
+
+def _outcome(answer: httpx.Response) -> tuple[str, list[etree._Element]]:
+    assert answer.headers["content-type"].startswith("application/soap+xml")
+    root = etree.fromstring(answer.content)
+    return root.findtext("s:Body/r:RESULTAT/r:CR/r:CodeCR", namespaces=RESULT) or "", root.findall(
+        "s:Body/r:RESULTAT/r:INDIVIDU", RESULT
+    )
 
 
 def _claim(key: str, number: str, *, total: int = 1000, amo: int = 650, amc: int = 350, patient: int = 0) -> Any:
@@ -68,7 +92,7 @@ def test_health_and_unknown_paths(http: httpx.Client) -> None:
     assert http.get("/_sandbox/health").json() == {"status": "ok"}
     answer = http.get("/nowhere")
     assert answer.status_code == 404 and answer.json()["code"] == "NOT_FOUND"
-    bad = http.post("/insi/card", content=b"{not json", headers={"Content-Type": "application/json"})
+    bad = http.post("/adri", content=b"{not json", headers={"Content-Type": "application/json"})
     assert bad.status_code == 400 and bad.json()["code"] == "BAD_REQUEST"
 
 
@@ -95,19 +119,60 @@ def test_apcv_expired_and_unknown_contexts_are_refused_in_french(http: httpx.Cli
     ("key", "outcome", "count"), [("petit-noah", "00", 1), ("insi-none", "01", 0), ("insi-two", "02", 2)]
 )
 def test_insi_card_search_outcomes(http: httpx.Client, key: str, outcome: str, count: int) -> None:
-    body = http.post("/insi/card", json=_card(key)).json()
-    assert (body["outcome"], len(body["identities"])) == (outcome, count)
+    answer = _card(http, key)
+    assert answer.status_code == 200
+    code, found = _outcome(answer)
+    assert (code, len(found)) == (outcome, count)
     if outcome == "00":
-        assert body["identities"][0]["traits"]["first_names"] == "NOAH"
+        assert found[0].findtext("r:TIQ/r:ListePrenom", namespaces=RESULT) == "NOAH"
 
 
-def test_insi_traits_search_outcomes(http: httpx.Client) -> None:
-    dubois = {"birth_name": "Dubois", "first_names": "Jean", "sex": "M", "birth_date": "1970-01-15"}
-    assert http.post("/insi/traits", json=dubois).json()["outcome"] == "02"
-    one = http.post("/insi/traits", json={**dubois, "birth_place": "13055"}).json()
-    assert one["outcome"] == "00" and one["identities"][0]["traits"]["birth_place"] == "13055"
-    anna = {"birth_name": "KOWALSKI", "first_names": "ANNA", "sex": "F", "birth_date": "1992-12-01"}
-    assert http.post("/insi/traits", json=anna).json() == {"outcome": "01", "identities": []}
+def test_insi_traits_search_outcomes_and_the_ins_history(http: httpx.Client) -> None:
+    dubois = Traits("Dubois", "Jean", "M", date(1970, 1, 15))
+    assert _outcome(_traits(http, dubois))[0] == "02"
+    code, (one,) = _outcome(_traits(http, Traits("Dubois", "Jean", "M", date(1970, 1, 15), "13055")))
+    assert code == "00" and one.findtext("r:TIQ/r:LieuNaissance", namespaces=RESULT) == "13055"
+    assert _outcome(_traits(http, Traits("KOWALSKI", "ANNA", "F", date(1992, 12, 1)))) == ("01", [])
+    leroux = pop.person("traits-differ")
+    _, (found,) = _outcome(_traits(http, leroux.beneficiary.traits))
+    (past,) = found.findall("r:INSHISTO", RESULT)
+    number = past.findtext("r:IdIndividu/r:NumIdentifiant", namespaces=RESULT)
+    key = past.findtext("r:IdIndividu/r:Cle", namespaces=RESULT)
+    assert f"{number}{key}" == leroux.ins_history[0].matricule
+    assert past.findtext("r:DateFin", namespaces=RESULT) == "2019-02-28"
+
+
+@pytest.mark.parametrize(
+    ("envelope", "content_type", "status", "says"),
+    [
+        (b"<not xml", "application/soap+xml", 500, "XML illisible"),
+        (b"{}", "application/json", 415, "application/soap+xml"),
+        (
+            b'<e:Envelope xmlns:e="http://www.w3.org/2003/05/soap-envelope"><e:Header/><e:Body/></e:Envelope>',
+            "application/soap+xml",
+            500,
+            "wsa:Action absent",
+        ),
+    ],
+)
+def test_malformed_insi_requests_get_a_soap_fault(
+    http: httpx.Client, envelope: bytes, content_type: str, status: int, says: str
+) -> None:
+    answer = http.post("/lps", content=envelope, headers={"Content-Type": content_type})
+    assert answer.status_code == status and answer.headers["content-type"].startswith("application/soap+xml")
+    fault = etree.fromstring(answer.content).find("s:Body/s:Fault", RESULT)
+    assert fault is not None and fault.findtext("s:Code/s:Value", namespaces=RESULT) == "soap:Sender"
+    assert says in (fault.findtext("s:Reason/s:Text", namespaces=RESULT) or "")
+
+
+def test_an_insi_request_whose_body_is_not_the_action_is_refused(http: httpx.Client) -> None:
+    request = card_request(pop.person("martin-lea").beneficiary, InsiSettings())
+    swapped = request.envelope.replace(b"rechercherInsAvecCarteVitale", b"rechercherInsAvecTraitsIdentite")
+    answer = http.post("/lps", content=swapped, headers={"Content-Type": "application/soap+xml"})
+    assert answer.status_code == 500 and b"ne correspond pas" in answer.content
+    unknown = request.envelope.replace(b"rechercherInsAvecCarteVitale", b"rechercherTout")
+    answer = http.post("/lps", content=unknown, headers={"Content-Type": "application/soap+xml"})
+    assert answer.status_code == 500 and b"ActionNotSupported" in answer.content
 
 
 def test_adri_returns_amo_rights_and_refuses_strangers(http: httpx.Client) -> None:
@@ -277,23 +342,18 @@ def test_a_claim_refused_for_its_fund_goes_again_in_a_new_batch_with_its_number(
     assert wrong.json()["ack"] == "negative"
 
 
-def test_dmp_accepts_only_a_qualified_test_ins(http: httpx.Client) -> None:
+def test_dmp_accepts_an_iti41_submission_for_a_test_ins_only(http: httpx.Client) -> None:
     ins = pop.person("durand").ins
     assert ins is not None
-    doc = {
-        "type": "vaccination",
-        "ins": {"matricule": ins.matricule, "oid": ins.oid},
-        "ins_status": "QUAL",
-        "visibility": "hidden-from-professionals",
-        "title": "Vaccination grippe",
-        "content": "...",
-    }
-    accepted = http.post("/dmp/documents", json=doc, headers={"Idempotency-Key": "d1"})
-    assert accepted.status_code == 201 and accepted.json()["status"] == "accepted"
-    recup = http.post("/dmp/documents", json={**doc, "ins_status": "RECUP"}, headers={"Idempotency-Key": "d2"})
-    assert recup.status_code == 422 and recup.json()["code"] == "INS_NOT_QUALIFIED"
-    nir_oid = {**doc, "ins": {"matricule": ins.matricule, "oid": "1.2.250.1.213.1.4.8"}}
-    assert http.post("/dmp/documents", json=nir_oid, headers={"Idempotency-Key": "d3"}).json()["code"] == "INS_OID"
+    doc = dmp_document("vaccination", Visibility.HIDDEN_FROM_PROFESSIONALS, ins=ins)
+    request = dmp_xds.package(dmp_wire(doc), to=str(http.base_url) + "/dmp/repository")
+    accepted = http.post("/dmp/repository", content=request.body, headers={"Content-Type": request.content_type})
+    assert accepted.status_code == 200 and accepted.headers["content-type"].startswith("multipart/related")
+    assert b"ResponseStatusType:Success" in accepted.content
+    nir_oid = Ins(ins.matricule, "1.2.250.1.213.1.4.8", ins.traits)
+    request = dmp_xds.package(dmp_wire(dmp_document(ins=nir_oid, number=2)), to="http://sandbox/dmp/repository")
+    refused = http.post("/dmp/repository", content=request.body, headers={"Content-Type": request.content_type})
+    assert b"ResponseStatusType:Failure" in refused.content and b'errorCode="XDSUnknownPatientId"' in refused.content
     state = http.get("/_sandbox/state").json()
     assert len(state["dmp_documents"]) == 1
     assert state["dmp_documents"][0]["visibility"] == "hidden-from-professionals"
@@ -305,10 +365,11 @@ def _fault(http: httpx.Client, **fault: Any) -> None:
 
 def test_error_fault_for_a_number_of_requests(http: httpx.Client) -> None:
     _fault(http, service="insi", error_status=503, times=2)
-    assert http.post("/insi/card", json=_card("martin-lea")).status_code == 503
+    unavailable = _card(http, "martin-lea")
+    assert unavailable.status_code == 503 and b"soap:Receiver" in unavailable.content
     assert http.post("/adri", json={}).status_code == 400  # other services unaffected
-    assert http.post("/insi/card", json=_card("martin-lea")).status_code == 503
-    assert http.post("/insi/card", json=_card("martin-lea")).json()["outcome"] == "00"
+    assert _card(http, "martin-lea").status_code == 503
+    assert _outcome(_card(http, "martin-lea"))[0] == "00"
     _fault(http, service="*", error_status=502)
     assert http.get("/eprescription/prescriptions/" + pop.SAMPLE_PRESCRIPTION_ID).status_code == 502
     assert http.delete("/_sandbox/faults").json() == {"faults": {}}

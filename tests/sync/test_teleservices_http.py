@@ -13,11 +13,17 @@ from typing import Any
 import httpx
 import pytest
 
-from appliance.domain import IdentityStatus, InsiOutcome, Traits
+from appliance.domain import Ins, InsiOutcome, InsiResult, Traits
 from appliance.teleservices import TeleserviceRefused, Teleservices, TeleserviceUnavailable
+from sandbox import insi_soap as sandbox_soap
 from sandbox import population as pop
+from sandbox.backoffice.pki import Pki
 from sandbox.server import SandboxServer
+from sync.insi_soap import InsiSettings
 from sync.teleservices_http import HttpTeleservices, ssl_context
+from tests.appliance.dmp.documents import document as dmp_document
+from tests.appliance.dmp.documents import patient as dmp_patient
+from tests.appliance.dmp.documents import wire as dmp_wire
 
 DAY = pop.REFERENCE_DAY
 
@@ -92,10 +98,12 @@ def test_insi_by_card_tells_twins_apart_and_reports_01_and_02(ts: HttpTeleservic
 
 
 def test_insi_by_traits(ts: HttpTeleservices) -> None:
-    card = pop.person("traits-differ").beneficiary.traits
+    leroux = pop.person("traits-differ")
+    card = leroux.beneficiary.traits
     found = ts.insi_search_traits(card)
     assert found.outcome is InsiOutcome.FOUND
     assert found.identities[0].traits != card and found.identities[0].traits.birth_name == "LE ROUX"
+    assert found.history == leroux.ins_history and found.history[0].valid_to == date(2019, 2, 28)
     homonyms = Traits("DUBOIS", "JEAN", "M", date(1970, 1, 15))
     assert ts.insi_search_traits(homonyms).outcome is InsiOutcome.SEVERAL
     corsica = pop.person("corsica")
@@ -185,28 +193,22 @@ def test_delivery_gives_up_after_bounded_retries_with_backoff(
 ) -> None:
     _fault(server, service="dmp", error_status=503)
     with pytest.raises(TeleserviceUnavailable, match="HTTP 503"):
-        ts.deliver("dmp", "d1", {"type": "vaccination"})
+        ts.deliver("dmp", "d1", dmp_wire())
     assert sleeps == [0.2, 0.4, 0.8]
     assert server.state.requests["dmp"] == 4
     with pytest.raises(TeleserviceUnavailable):
-        ts.deliver("dmp", "d1", {"type": "vaccination"}, attempts=1)
+        ts.deliver("dmp", "d1", dmp_wire(), attempts=1)
     assert server.state.requests["dmp"] == 5 and len(sleeps) == 3
 
 
 def test_refusals_are_not_retried(ts: HttpTeleservices, server: SandboxServer, sleeps: list[float]) -> None:
-    ins = pop.person("le-goff").ins
-    assert ins is not None
-    doc = {
-        "type": "medication-review",
-        "ins": {"matricule": ins.matricule, "oid": ins.oid},
-        "ins_status": IdentityStatus.RECUP.value,
-        "visibility": "all",
-    }
+    ins = dmp_patient("le-goff")
+    not_a_test_ins = Ins(ins.matricule, "1.2.250.1.213.1.4.8", ins.traits)
     with pytest.raises(TeleserviceRefused) as info:
-        ts.deliver("dmp", "d2", doc)
-    assert info.value.code == "INS_NOT_QUALIFIED" and sleeps == [] and server.state.requests["dmp"] == 1
-    accepted = ts.deliver("dmp", "d3", {**doc, "ins_status": IdentityStatus.QUAL.value})
-    assert accepted["status"] == "accepted"
+        ts.deliver("dmp", "d2", dmp_wire(dmp_document("medication-review", ins=not_a_test_ins, number=2)))
+    assert info.value.code == "XDSUnknownPatientId" and sleeps == [] and server.state.requests["dmp"] == 1
+    accepted = ts.deliver("dmp", "d3", dmp_wire(dmp_document("medication-review", ins=ins, number=3)))
+    assert accepted["status"] == "Success"
 
 
 def test_interactive_calls_are_not_retried(ts: HttpTeleservices, server: SandboxServer) -> None:
@@ -281,7 +283,7 @@ def test_answers_that_are_not_the_expected_json() -> None:
         _mock(403, b"<html>forbidden</html>", "text/html").fetch_prescription("EP0000-0000-0000-0000")
     assert info.value.code == "HTTP_403" and "HTTP 403" in info.value.message
     with pytest.raises(TeleserviceUnavailable, match="expected shape"):
-        _mock(200, b'{"outcome": "07"}').insi_search_traits(Traits("A", "B", "F", date(2000, 1, 1)))
+        _mock(200, b'{"outcome": "07"}').adri(pop.person("ald").beneficiary, DAY)
     with pytest.raises(TeleserviceUnavailable, match="not JSON"):
         _mock(200, b"ok", "text/plain").fetch_prescription("EP0000-0000-0000-0000")
     with pytest.raises(TeleserviceUnavailable, match="HTTP 429"):
@@ -300,3 +302,122 @@ def test_tls_is_verified_by_default() -> None:
     assert isinstance(context, ssl.SSLContext)
     assert context.verify_mode is ssl.CERT_REQUIRED and context.check_hostname
     assert ssl_context(False) is False
+
+
+# --- INSi: SOAP 1.2 on the wire
+
+
+def test_insi_is_soap_on_the_configured_endpoint_with_the_configured_context() -> None:
+    seen: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        envelope = sandbox_soap.result_envelope(InsiResult(InsiOutcome.NONE))
+        return httpx.Response(200, content=envelope, headers={"Content-Type": "application/soap+xml; charset=utf-8"})
+
+    settings = InsiSettings(endpoint="https://insi.example.fr/lps", emitter="750000001", idam="AM-42")
+    client = httpx.Client(transport=httpx.MockTransport(answer))
+    with HttpTeleservices("https://teleservices.example.fr", client=client, insi=settings) as ts:
+        assert ts.insi_search_traits(Traits("A", "B", "F", date(2000, 1, 1))).outcome is InsiOutcome.NONE
+        assert ts.insi_search_card(pop.person("martin-lea").beneficiary).outcome is InsiOutcome.NONE
+    traits_call, card_call = seen
+    assert str(traits_call.url) == "https://insi.example.fr/lps" and traits_call.method == "POST"
+    action = "urn:ServiceIdentiteCertifiee:1.0.0:rechercherInsAvecTraitsIdentite"
+    assert traits_call.headers["content-type"] == f'application/soap+xml; charset=utf-8; action="{action}"'
+    assert "rechercherInsAvecCarteVitale" in card_call.headers["content-type"]
+    call = sandbox_soap.read_request(card_call.content, card_call.headers["content-type"])
+    assert (call.emitter, call.idam) == ("750000001", "AM-42")
+
+
+def _soap_mock(status: int, content: bytes, content_type: str = "application/soap+xml") -> HttpTeleservices:
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(status, content=content, headers={"Content-Type": content_type})
+
+    return HttpTeleservices("http://sandbox.invalid", client=httpx.Client(transport=httpx.MockTransport(answer)))
+
+
+TRAITS = Traits("A", "B", "F", date(2000, 1, 1))
+
+
+def test_a_sender_fault_is_a_refusal_even_with_http_500() -> None:
+    fault = sandbox_soap.RequestFault(
+        "L'accès par ce progiciel au service n'est pas autorisé.",
+        subcode="siram:siram_100",
+        error_code="desir_550",
+        detail="Numéro d'autorisation du logiciel inconnu.",
+    )
+    with pytest.raises(TeleserviceRefused) as info:
+        _soap_mock(500, sandbox_soap.fault_envelope(fault)).insi_search_traits(TRAITS)
+    assert info.value.code == "desir_550"
+    assert info.value.message == (
+        "L'accès par ce progiciel au service n'est pas autorisé. (Numéro d'autorisation du logiciel inconnu.)"
+    )
+
+
+def test_what_is_not_an_insi_answer_is_unavailable() -> None:
+    with pytest.raises(TeleserviceUnavailable, match=r"insi: HTTP 503 \(SOAP fault Receiver siram_40\)"):
+        _soap_mock(503, sandbox_soap.unavailable_envelope()).insi_search_traits(TRAITS)
+    with pytest.raises(TeleserviceUnavailable, match="insi: HTTP 502"):
+        _soap_mock(502, b"<html>bad gateway</html>", "text/html").insi_search_traits(TRAITS)
+    with pytest.raises(TeleserviceUnavailable, match="not an INSi RESULTAT"):
+        _soap_mock(200, b'{"outcome": "00"}', "application/json").insi_search_traits(TRAITS)
+    with pytest.raises(TeleserviceUnavailable, match="HTTP 429"):
+        _soap_mock(429, b"").insi_search_traits(TRAITS)
+    with pytest.raises(TeleserviceRefused) as info:
+        _soap_mock(403, b"<html>forbidden</html>", "text/html").insi_search_card(pop.person("ald").beneficiary)
+    assert info.value.code == "HTTP_403"
+
+
+def test_the_sandbox_refuses_software_without_an_authorisation_number(server: SandboxServer) -> None:
+    server.state.reset()
+    with (
+        HttpTeleservices(server.url, timeout=1.0, insi=InsiSettings(idam="")) as unknown_software,
+        pytest.raises(TeleserviceRefused) as info,
+    ):
+        unknown_software.insi_search_traits(pop.person("durand").beneficiary.traits)
+    assert info.value.code == "desir_550" and "n'est pas autorisé" in info.value.message
+    assert server.state.requests["insi"] == 1
+
+
+def test_malformed_insi_requests_get_soap_faults(server: SandboxServer) -> None:
+    server.state.reset()
+    soap11 = b'<e:Envelope xmlns:e="http://schemas.xmlsoap.org/soap/envelope/"><e:Body/></e:Envelope>'
+    answer = httpx.post(server.url + "/lps", content=soap11, headers={"Content-Type": "application/soap+xml"})
+    assert answer.status_code == 500 and answer.headers["content-type"].startswith("application/soap+xml")
+    assert b"VersionMismatch" in answer.content
+    wrong_type = httpx.post(server.url + "/lps", content=soap11, headers={"Content-Type": "text/xml"})
+    assert wrong_type.status_code == 415 and b"application/soap+xml" in wrong_type.content
+
+
+@pytest.fixture
+def https_sandbox(pki: Pki) -> Iterator[tuple[SandboxServer, str]]:
+    """The sandbox behind TLS that requires a client certificate from the test CA (as the CNAM gateway)."""
+    sandbox = SandboxServer(port=0, today=lambda: DAY, max_hang=3.0)
+    sandbox.start()
+    server_cert = pki.server("insi")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(pki.ca.cert))
+    context.load_cert_chain(str(server_cert.cert), str(server_cert.key))
+    context.verify_mode = ssl.CERT_REQUIRED
+    httpd = sandbox._httpd
+    assert httpd is not None
+    httpd.socket = context.wrap_socket(httpd.socket, server_side=True, do_handshake_on_connect=False)
+    yield sandbox, sandbox.url.replace("http://", "https://")
+    sandbox.stop()
+
+
+def test_insi_over_mutual_tls_with_the_pharmacy_certificate(pki: Pki, https_sandbox: tuple[SandboxServer, str]) -> None:
+    sandbox, url = https_sandbox
+    client = pki.client("ph1/c1")
+    settings = InsiSettings(endpoint=url + "/lps", emitter="750000001", idam="AM-42")
+    with HttpTeleservices(
+        "https://unused.invalid", verify=str(pki.ca.cert), cert=(str(client.cert), str(client.key)), insi=settings
+    ) as ts:
+        twins = ts.insi_search_card(pop.person("petit-lucas").beneficiary)
+        assert twins.outcome is InsiOutcome.FOUND and twins.identities == (pop.person("petit-lucas").ins,)
+        assert ts.insi_search_traits(pop.person("insi-none").beneficiary.traits).outcome is InsiOutcome.NONE
+    with (
+        HttpTeleservices("https://unused.invalid", verify=str(pki.ca.cert), timeout=1.0, insi=settings) as anonymous,
+        pytest.raises(TeleserviceUnavailable),
+    ):
+        anonymous.insi_search_card(pop.person("petit-lucas").beneficiary)
+    assert sandbox.state.requests["insi"] == 2

@@ -204,3 +204,18 @@ def test_a_missing_field_key_is_said_not_created(config: ProductionConfig) -> No
     config.key.unlink()
     with pytest.raises(KioskConfigError, match="field key"):
         build_production(config, lambda callback: None)
+
+
+def test_the_insi_table_points_the_box_at_the_real_service(tmp_path: Path) -> None:
+    path = tmp_path / "kiosk.toml"
+    path.write_text(
+        BASE + "[teleservices.insi]\nendpoint = 'https://insi.example.fr/lps'\nemitter = '750000001'\nidam = 'AM-42'\n",
+        encoding="utf-8",
+    )
+    insi = load_config(path, env={}).insi
+    assert insi is not None and insi.url("https://t") == "https://insi.example.fr/lps"
+    assert (insi.emitter, insi.idam) == ("750000001", "AM-42")
+    assert load_config(EXAMPLE, env={}).insi is None  # the sandbox's defaults
+    path.write_text(BASE + "[teleservices.insi]\nendpoint = 'https://insi.example.fr/lps'\n", encoding="utf-8")
+    with pytest.raises(KioskConfigError, match=r"\[teleservices.insi\] an absolute endpoint .* set emitter and idam"):
+        load_config(path, env={})

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date, timedelta
 
 from appliance.payments.matcher import reconcile
 from appliance.payments.model import (
+    Adjustment,
+    AdjustmentKind,
     BankCredit,
     ExpectedPart,
     LineStatus,
@@ -205,3 +208,27 @@ def test_config_from_toml_table() -> None:
         except ValueError:
             continue
         raise AssertionError(f"accepted {bad}")
+
+
+def test_a_withholding_is_taken_off_the_transfer_the_bank_shows() -> None:
+    withheld = Adjustment(
+        "CPAM751:P260302000001", AdjustmentKind.WITHHOLDING, -500, reference="D260000001", nature="IND"
+    )
+    paid = replace(rem("P260302000001", {1: 1500, 2: 2000}), adjustments=(withheld,))
+    assert (paid.paid_cents, paid.total_cents) == (3500, 3000)
+    result = reconcile(
+        [paid], [credit("c1", 3000, "VIR CPAM DE PARIS RSP P260302000001")], expected=[expect(1, 1500), expect(2, 2000)]
+    )
+    assert result.matches == {"CPAM751:P260302000001": ("c1", "reference")}
+    assert {p.claim_number: p.status for p in result.parts} == {1: Status.MATCHED, 2: Status.MATCHED}
+    gross = reconcile([paid], [credit("c2", 3500, "VIR CPAM DE PARIS RSP P260302000001")])
+    assert gross.matches == {} and gross.suggestions  # the gross amount is not what was transferred
+
+
+def test_a_payment_whose_withholdings_take_all_needs_no_credit_and_settles_its_parts() -> None:
+    withheld = Adjustment("CPAM751:P2", AdjustmentKind.WITHHOLDING, -1500)
+    settled = replace(rem("P2", {1: 1500}), adjustments=(withheld,))
+    result = reconcile([settled], [], expected=[expect(1, 1500)])
+    assert result.remittances[0].status is None
+    (part,) = result.parts
+    assert part.status is Status.MATCHED and part.credited_cents == 1500 and part.outstanding_cents == 0

@@ -84,6 +84,11 @@ def test_every_transfer_found_no_false_match_and_every_claim_as_generated(
     assert rejected and all(p.reason and p.action for p in rejected)
     partial = [p for p in result.parts if p.status is Status.PARTIAL]
     assert partial and all("Ne pas refacturer" in p.action for p in partial)
+    withheld = [r for r in result.remittances if r.remittance.adjustments]
+    assert len(withheld) == sum(1 for r in activity.returns if r.withholdings) > 0
+    assert all(r.remittance.total_cents < r.remittance.paid_cents for r in withheld)
+    credited = [r for r in withheld if activity.truth.get(r.remittance.remittance_id)]
+    assert credited and all(r.status is Status.MATCHED for r in credited)  # the bank got the net amount
 
 
 def test_rerunning_changes_nothing_and_journals_nothing(months: tuple[gen.Activity, Path], tmp_path: Path) -> None:
@@ -97,6 +102,7 @@ def test_rerunning_changes_nothing_and_journals_nothing(months: tuple[gen.Activi
         tables = [
             "payment_remittances",
             "payment_remittance_lines",
+            "payment_adjustments",
             "bank_credits",
             "payment_matches",
             "payment_part_status",
@@ -165,6 +171,10 @@ def test_report_data_is_json_ready_and_adds_up(months: tuple[gen.Activity, Path]
     assert sum(w["outstanding"] for w in data["weeks"]) == s["outstanding_cents"]
     assert all(isinstance(p["expected_cents"], int) for p in data["parts"])
     assert {p["part"] for p in data["parts"]} == {Part.AMO.value, Part.AMC.value}
+    withholdings = [a for r in data["remittances"] for a in r["adjustments"] if a["kind"] == "withholding"]
+    assert withholdings and s["withheld_cents"] == -sum(a["amount_cents"] for a in withholdings) > 0
+    assert all(r["total_cents"] == r["paid_cents"] + r["adjusted_cents"] for r in data["remittances"])
+    assert data["warnings"] == [] and s["warnings"] == 0
 
 
 def test_the_command_prints_a_summary_and_writes_csv_and_html(
@@ -194,9 +204,9 @@ def test_the_command_names_the_bad_file_and_line(
     remittances = tmp_path / "remittances"
     remittances.mkdir()
     good = sorted((directory / "remittances").iterdir())[0]
-    lines = good.read_text().splitlines()
-    lines[3] = lines[3].replace("PAI", "PAY")
-    (remittances / good.name).write_text("\n".join(lines) + "\n")
+    raw = good.read_bytes()
+    assert raw[128:132] == b"0040"  # the first data record starts with the 040 payee
+    (remittances / good.name).write_bytes(raw[:129] + b"041" + raw[132:])
     code = main(
         [
             "reconcile",
@@ -209,7 +219,7 @@ def test_the_command_names_the_bad_file_and_line(
         ]
     )
     assert code == 1
-    assert f"{remittances / good.name}, line 4: return type must be PAI or REJ, not 'PAY'" in capsys.readouterr().err
+    assert f"{remittances / good.name}, line 2: unknown entity type '041' at column 2" in capsys.readouterr().err
     config = tmp_path / "bad.toml"
     config.write_text("[payments]\ncredit_days_afer = 3\n")
     code = main(
