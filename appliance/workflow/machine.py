@@ -546,9 +546,12 @@ class Counter:
             case InsiOutcome.FOUND:
                 s.ins = result.identities[0]
                 self._settle_identity(IdentityStatus.RECUP, "insi-00", traits)
-            case InsiOutcome.SEVERAL:
+            case InsiOutcome.SEVERAL if result.identities:
                 s.identity_choices = result.identities
                 self.notices.append("Plusieurs identités trouvées : le pharmacien choisit")
+            case InsiOutcome.SEVERAL:  # the real service names none of them: nothing to choose from
+                self._settle_identity(IdentityStatus.PROV, "insi-02", traits)
+                self.notices.append(msg.INSI_SEVERAL_UNNAMED)
             case InsiOutcome.NONE:
                 self._settle_identity(IdentityStatus.PROV, "insi-01", traits)
                 self.notices.append("Identité introuvable : identité provisoire")

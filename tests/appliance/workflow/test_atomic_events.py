@@ -140,3 +140,21 @@ def test_an_unexpected_failure_rolls_back_like_a_refusal_and_is_raised(boot: Boo
     else:
         raise AssertionError("the failure must reach the kiosk's worker, which says so")
     assert box.counter.step is Step.ATTRACT and _journal(box) == before
+
+
+def test_insi_answering_several_without_naming_them_leaves_a_provisional_identity_and_says_why(boot: Boot) -> None:
+    box = boot()
+
+    class SeveralUnnamed(AdriSaysNo):
+        def insi_search_card(self, beneficiary: Beneficiary) -> InsiResult:
+            return InsiResult(InsiOutcome.SEVERAL, ())  # as the real INSi answers 02
+
+    tele = SeveralUnnamed()
+    tele.adri_ok = True
+    box.counter.teleservices = tele
+
+    outcome = box.send(_card())
+
+    assert outcome.accepted and outcome.step is Step.RIGHTS
+    assert "Plusieurs identités possibles" in (outcome.message or "")
+    assert box.counter.view()["ins_status"] == "PROV" and box.counter.view()["identity_choices"] == 0
