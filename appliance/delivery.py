@@ -30,6 +30,9 @@ import sqlite_utils
 from appliance.dmp import KINDS, submission
 from appliance.dmp.source import document_from
 from appliance.domain import InsiOutcome
+from appliance.messaging import STREAM as MAIL_STREAM
+from appliance.messaging import MailSettings, compose
+from appliance.ports import SecureMail
 from appliance.store import outbox
 from appliance.store.database import transaction
 from appliance.store.records import CounterRecords
@@ -55,6 +58,9 @@ UPDATE_STREAM = "updates"
 """Stage events of update transactions (:mod:`appliance.updates.events`): the back office's staged
 roll-outs advance or pause on them, so they must reach it like the other back-office streams."""
 BACKOFFICE_STREAMS: tuple[str, ...] = (EVENT_STREAM, ACK_STREAM, UPDATE_STREAM)
+MAIL_STREAMS: tuple[str, ...] = (MAIL_STREAM,)
+"""Secure messages (MSSanté): through a :class:`~appliance.ports.SecureMail` (SMTP), not the
+teleservices (:func:`deliver_mail`)."""
 
 
 @dataclass
@@ -153,6 +159,69 @@ def _send(
             str(payload["prescription_id"]), int(payload.get("renewal", 0)), int(payload["step"])
         )
     return answer
+
+
+def deliver_mail(
+    records: CounterRecords,
+    mail: SecureMail,
+    settings: MailSettings,
+    *,
+    clock: Callable[[], float],
+    product_name: Callable[[str], str | None] | None = None,
+    rounds: int = 50,
+) -> DeliveryReport:
+    """Send the waiting secure messages (stream ``mssante``) in order, each once.
+
+    Each mail is composed now from the store (:meth:`CounterRecords.secure_message_facts`, then
+    :func:`appliance.messaging.compose`): the outbox holds ids only. Accepted by the operator: the
+    message is marked sent with its outbox message, in one transaction; one already marked sent (the
+    operator accepted it but the box stopped before the outbox knew) is not sent again. Unavailable:
+    the stream waits with the teleservices' back-off. Refused (no qualified identity, no prescriber
+    address, an unknown recipient): marked refused, journalled as ``mssante.refused`` for the
+    pharmacist, never retried, and the stream carries on.
+    """
+    report = DeliveryReport()
+    for _ in range(rounds):
+        due = outbox.pending(records.db, MAIL_STREAM, now=clock())
+        if not due:
+            break
+        message = due[0]
+        message_id = int(message.payload["message"])
+        facts = records.secure_message_facts(message_id, product_name=product_name)
+        status = None if facts is None else str(facts["status"])
+        try:
+            if facts is None:
+                raise TeleserviceRefused("mss-unknown", "Message sécurisé introuvable dans les enregistrements")
+            if status in ("sent", "refused"):
+                response: dict[str, Any] = {"already": status}
+            else:
+                composed = compose(facts, settings)
+                mail.send(composed)
+                response, status = {"sent": str(composed["Message-ID"])}, "sent"
+        except TeleserviceUnavailable as exc:
+            with transaction(records.db) as conn:
+                outbox.mark_failed(
+                    conn, message.id, str(exc) or "unavailable", clock() + _retry_delay(message.attempts)
+                )
+            report.deferred += 1
+            report.notes.append(f"{MAIL_STREAM}: {exc}")
+            break
+        except TeleserviceRefused as refusal:
+            response = {"refused": refusal.code, "message": refusal.message}
+            report.refused += 1
+            report.notes.append(refusal.message)
+            log.info("mssante: message %s refused (%s)", message_id, refusal.code)
+            with transaction(records.db) as conn:
+                if facts is not None:
+                    records.mark_secure_message(message_id, "refused", reason=refusal.message)
+                outbox.mark_delivered(conn, message.id, response, now=clock())
+            continue
+        with transaction(records.db) as conn:
+            if facts is not None and status == "sent" and facts["status"] != "sent":
+                records.mark_secure_message(message_id, "sent")
+            outbox.mark_delivered(conn, message.id, response, now=clock())
+        report.delivered += 1
+    return report
 
 
 def _deliver_dmp(

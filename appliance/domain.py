@@ -224,6 +224,9 @@ class Prescription:
     patient_nir: str | None = None
     patient: PrescribedFor | None = None
     """The patient as the prescriber wrote them (compared with the identified patient)."""
+    prescriber_mailbox: str | None = None
+    """The prescriber's MSSanté address, when the ePrescription gives one (the dispensing summary goes
+    there once the patient agrees)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -386,6 +386,17 @@ class CounterRig:
             ],
             "claim_batches": {str(n): self.records.claim_batches(n) for n in numbers},
             "resubmissions": conn.execute("SELECT count(*) FROM claim_resubmissions").fetchone()[0],
+            "dp_consents": [
+                {"patient": r[0], "agreed": bool(r[1]), "operator": names[r[2]]}
+                for r in conn.execute("SELECT patient_id, agreed, operator_id FROM dp_consents ORDER BY id")
+            ],
+            "dp_fed": conn.execute(
+                "SELECT count(*) FROM outbox WHERE stream = 'dp' AND delivered_at IS NOT NULL"
+                " AND json_extract(response, '$.refused') IS NULL"
+            ).fetchone()[0],
+            "dp_pending": conn.execute(
+                "SELECT count(*) FROM outbox WHERE stream = 'dp' AND delivered_at IS NULL"
+            ).fetchone()[0],
         }
 
     def set_fault(self, fault: Any) -> None:

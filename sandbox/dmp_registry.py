@@ -663,7 +663,7 @@ def provide_and_register(
             else:
                 answer = registry_response([], request.message_id)
                 return (200, *mtom(answer))
-        stored = {d["unique_id"]: d for d in documents}
+        stored = {} if errors else {d["unique_id"]: d for d in documents}
         for uid, digest in hashes.items():
             if uid in stored and stored[uid]["hash"] != digest:
                 errors.append(RegistryError("XDSNonIdenticalHash", "un autre document porte cet identifiant", uid))

@@ -635,13 +635,28 @@ def _rx(
     traits = PEOPLE[key].beneficiary.traits
     patient = written_for or PrescribedFor(traits.birth_name, traits.first_names.split()[0], traits.birth_date)
     return Prescription(
-        rx_id, prescriber, day, renewals, tuple(lines), patient_nir=PEOPLE[key].beneficiary.nir, patient=patient
+        rx_id,
+        prescriber,
+        day,
+        renewals,
+        tuple(lines),
+        patient_nir=PEOPLE[key].beneficiary.nir,
+        patient=patient,
+        prescriber_mailbox=PRESCRIBER_MAILBOXES.get(prescriber),
     )
 
 
 _DR_VIDAL = "Dr Hélène VIDAL, médecin généraliste (RPPS 10001234567)"
 _DR_NGUYEN = "Dr Minh NGUYEN, pédiatre (RPPS 10002345678)"
 _DR_COLONNA = "Dr Pierre COLONNA, endocrinologue (RPPS 10003456789)"
+
+PRESCRIBER_MAILBOXES: dict[str, str] = {
+    _DR_VIDAL: "helene.vidal@medecin.mssante.fr",
+    _DR_NGUYEN: "minh.nguyen@ancien-cabinet.mssante.fr",
+}
+"""The prescribers' MSSanté addresses their ePrescriptions carry (Dr COLONNA has none)."""
+CLOSED_MAILBOXES: frozenset[str] = frozenset({"minh.nguyen@ancien-cabinet.mssante.fr"})
+"""Addresses the sandbox's MSSanté operator refuses (550 5.1.1): Dr NGUYEN's mailbox was closed."""
 
 SAMPLE_PRESCRIPTION_ID = "EP7K2Q-9XWM-4TDA-LR8C"
 MISMATCHED_PRESCRIPTION_ID = "EP5WRG-2PAT-8DOB-4MIX"

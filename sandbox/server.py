@@ -63,6 +63,10 @@ Services (the name in brackets is the one used by request counters and fault swi
     The Dossier Pharmaceutique's protocol is not public (vendors get it under agreement): this JSON is
     invented, for the port :meth:`appliance.teleservices.Teleservices.dp_consult` and the ``dp`` stream.
 
+Pro Santé Connect (the e-CPS login, OpenID Connect CIBA in poll mode) is served under
+``/psc/auth/realms/esante-wallet`` (discovery, JWKS, backchannel authentication, token, userinfo) and
+its phone under ``/_sandbox/psc/`` (approve, deny, settings): see :mod:`sandbox.psc`.
+
 Idempotency: a successful answer is kept per (service, key) and replayed (header ``Idempotent-Replay:
 true``) for the same key and payload; the same key with another payload is a 422 KEY_REUSED. Refusals
 are not kept, so a retry is judged again.
@@ -126,6 +130,9 @@ from appliance.domain import (
 )
 from sandbox import dmp_registry, insi_soap
 from sandbox.population import CLAIM_REJECTIONS, POPULATION, AmcMembership, Person, Population
+from sandbox.psc import CONTROL_PREFIX as PSC_CONTROL
+from sandbox.psc import PREFIX as PSC_PREFIX
+from sandbox.psc import PscProvider
 
 SERVICES = ("apcv", "insi", "adri", "idb", "dld", "eprescription", "execution", "batch", "remittance", "dmp", "dp")
 DMP_TYPES = tuple(dmp_registry.DOCUMENT_TYPES.values())
@@ -199,6 +206,7 @@ def prescription_json(p: Prescription) -> Json:
         "prescribed_on": p.prescribed_on.isoformat(),
         "renewals": p.renewals,
         "patient_nir": p.patient_nir,
+        "prescriber_mailbox": p.prescriber_mailbox,
         "patient": None
         if p.patient is None
         else {
@@ -863,6 +871,9 @@ class _Handler(BaseHTTPRequestHandler):
         if method == "POST" and urlsplit(self.path).path == dmp_registry.PATH:
             self._dmp()
             return
+        if urlsplit(self.path).path.startswith((PSC_PREFIX, PSC_CONTROL)):
+            self._psc(method)
+            return
         sandbox = self.server.sandbox
         url = urlsplit(self.path)
         soap_service = SOAP_ROUTES.get(url.path) if method == "POST" else None
@@ -985,6 +996,20 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self._send_bytes(status, answer, content_type)
 
+    def _psc(self, method: str) -> None:
+        """Pro Santé Connect (:mod:`sandbox.psc`): forms and JWTs, not this server's JSON services."""
+        sandbox = self.server.sandbox
+        try:
+            raw = self._read_raw()
+        except SandboxRefusal as refusal:
+            self.close_connection = True
+            self._send(refusal.status, {"error": "invalid_request", "error_description": refusal.message})
+            return
+        url = urlsplit(self.path)
+        headers = {name: self.headers.get(name, "") for name in ("Authorization", "Content-Type")}
+        status, content_type, answer, extra = sandbox.psc.handle(method, url.path, headers, raw, sandbox.url)
+        self._send_bytes(status, answer, content_type, extra)
+
     def _hang(self) -> None:
         """Answer nothing until the client gives up, the server stops or ``max_hang`` passes."""
         self.close_connection = True
@@ -1060,6 +1085,7 @@ class SandboxServer:
         host: str = "127.0.0.1",
         today: Callable[[], date] = date.today,
         max_hang: float = 10.0,
+        psc: PscProvider | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -1067,6 +1093,8 @@ class SandboxServer:
         self.max_hang = max_hang
         self.state = SandboxState()
         self.services = Services(population, self.state, today)
+        self.psc = psc or PscProvider()
+        """Pro Santé Connect (e-CPS login by CIBA) under ``/psc/``, its phone under ``/_sandbox/psc/``."""
         self.stopping = threading.Event()
         self._httpd: _HttpServer | None = None
         self._thread: threading.Thread | None = None

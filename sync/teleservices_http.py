@@ -158,6 +158,7 @@ def _prescription(d: Json) -> Prescription:
             for li in d["lines"]
         ),
         patient_nir=d.get("patient_nir") or None,
+        prescriber_mailbox=str(d["prescriber_mailbox"]) if d.get("prescriber_mailbox") else None,
         patient=None
         if not d.get("patient")
         else PrescribedFor(

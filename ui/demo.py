@@ -56,7 +56,8 @@ class Transcript:
 
 def demo_session(kiosk: Kiosk, driver: KioskDriver, transcript: Transcript) -> Script:
     """A family card (a minor's identity checked by the pharmacist), a whole apCV session with a slow
-    teleservice and a prescription written for someone else, an offline session, an idle timeout.
+    teleservice, the patient's Dossier Pharmaceutique (consent, consult) and a prescription written for
+    someone else, an offline session, an idle timeout.
 
     Every professional act is done on the pharmacist panel, behind a login: the patient's screen only
     says what the pharmacist is doing (``patient-*`` pictures show it as it stands under the panel).
@@ -137,6 +138,16 @@ def demo_session(kiosk: Kiosk, driver: KioskDriver, transcript: Transcript) -> S
     yield from shot("réponse de l'appli carte Vitale")
     devices.scan(AMC_ATTESTATION)
     yield from shot("attestation mutuelle scannée")
+    yield from touch("open_panel")
+    yield from login()
+    yield from shot("dossier pharmaceutique : accord du patient ?")
+    yield from touch("dp_consent")
+    yield from touch("dp_consult")
+    yield from shot("dossier pharmaceutique consulté (espace pharmacien)")
+    yield from touch("close_panel")
+    yield from shot("panneau fermé : rien du DP à l'écran du patient")
+    yield from touch("open_panel")
+    yield from touch("lock")
     devices.scan(OTHER_PATIENT_PRESCRIPTION)
     yield from patient_shot("ordonnance au nom d'un autre patient")
     yield from shot("espace pharmacien ouvert sur l'ordonnance")

@@ -39,6 +39,7 @@ WAITING_LABELS = {
     "intent:confirm_prescription": "Enregistrement de l'ordonnance…",
     "intent:login": "Vérification du code personnel…",
     "intent:cps_login": "Vérification du code de la carte CPS…",
+    "intent:dp_consult": "Consultation du dossier pharmaceutique…",
 }
 SEX = {"M": "homme", "F": "femme"}
 BORN = {"M": "né le", "F": "née le"}
@@ -70,6 +71,12 @@ LIVE_KEYS = ("online", "later", "operator", "operator_name", "cps", "recent_clai
 (it can end by itself), never the session, so the screens stay where they were."""
 ANNOTATIONS = ("Une seule boîte en stock", "Substitution par un générique", "Patient informé de l'écart")
 """Annotations the pharmacist can add with one touch (no keyboard at the counter)."""
+PANEL_MESSAGES = frozenset({"intent:dp_consent", "intent:dp_consult"})
+"""Results whose message is the pharmacist's only (the DP's answer): cleared when the panel closes."""
+DP_BESIDE = frozenset({"", "confirm-prescription"})
+"""Pending acts beside which the panel shows the « Dossier pharmaceutique » section: when nothing
+waits, and before a prescription is confirmed (not while the pharmacist settles an identity, a
+prescription's patient, paper lines (offline: no DP anyway), a box or the validation)."""
 
 
 class Actions(Protocol):
@@ -197,6 +204,13 @@ class KioskViewModel(EventDispatcher):  # type: ignore[misc]
     """Rows of that list (``text``, ``detail``, ``gap`` for the bill a stop hid from its patient)."""
     recovery_text = StringProperty("")
     """The panel's banner when the kiosk started after a bill its patient never saw (pharmacist only)."""
+    dp_shown = BooleanProperty(False)
+    """The panel's « Dossier pharmaceutique » section is up (unlocked, a patient identified)."""
+    dp_title = StringProperty("")
+    dp_actions = ListProperty([])
+    """Its buttons: the patient's answer (« Le patient accepte » / « Refuse »), then « Consulter »."""
+    dp_rows = ListProperty([])
+    """The DP's dispensations (day, quantity × product, pharmacy): panel only, never a patient screen."""
 
     def __init__(
         self,
@@ -233,7 +247,10 @@ class KioskViewModel(EventDispatcher):  # type: ignore[misc]
         self._unreported_claim: int | None = None
         self._reported_claim: int | None = None
         self._opened_for_act = False
+        self._panel_message = False
+        """The banner says what the Dossier Pharmaceutique answered: gone when the panel closes."""
         self.bind(unlocked=self._show_work, cps_open=self._show_work, guardian_for=self._show_work)
+        self.bind(unlocked=self._show_dp, pending_act=self._show_dp, step=self._show_dp)
 
     # ------------------------------------------------------------------ results from the core
     def began(self, kind: str) -> None:
@@ -280,6 +297,7 @@ class KioskViewModel(EventDispatcher):  # type: ignore[misc]
     def _say(self, text: str | None, *, ok: bool) -> None:
         self.message = text or ""
         self.message_ok = ok
+        self._panel_message = False
         self._message_until = self.now() + self.banner_s if text else 0.0
 
     def _apply(self, result: Result) -> None:
@@ -295,6 +313,7 @@ class KioskViewModel(EventDispatcher):  # type: ignore[misc]
         elif outcome.message or result.kind == "scan" or result.kind.startswith("intent:"):
             # a touch or a scan without words clears an old message; a tick or a card pulled out does not
             self._say(_plain(outcome.message, offline_shown=bool(later)), ok=outcome.accepted)
+            self._panel_message = result.kind in PANEL_MESSAGES
         if result.kind == "card-removed":
             self.card_removed()
         if self.unlocked and "operator" in view and not view["operator"]:
@@ -317,6 +336,7 @@ class KioskViewModel(EventDispatcher):  # type: ignore[misc]
         if self.step != previous and self.pin_for == "validate":
             self.close_pin()
         self._show_pending(view)
+        self._show_dp()
         if self.step == "payment" and previous != "payment":
             self.close_panel()  # validated: the patient sees what they owe
         claim = view.get("claim")
@@ -513,6 +533,50 @@ class KioskViewModel(EventDispatcher):  # type: ignore[misc]
             self.work_title = _markup(f"{title} — {who}" if who else title)
         self.work_actions = self._work_actions()
 
+    def _show_dp(self, *_: Any) -> None:
+        """The panel's « Dossier pharmaceutique » section: the consent, then the consult and its list.
+        No patient screen binds these properties; the list needs the panel unlocked (the core gives it
+        only while an operator is logged in)."""
+        dp = self._view.get("dp")
+        if not dp or self.step in ("attract", "payment"):
+            self.dp_shown, self.dp_title, self.dp_actions, self.dp_rows = False, "", [], []
+            return
+        self.dp_shown = self.unlocked and self.pending_act in DP_BESIDE
+        consent, history = dp.get("consent"), list(dp.get("history") or []) if self.unlocked else []
+        if consent is None:
+            title = "Dossier pharmaceutique : accord du patient ?"
+            actions = [_action("dp_consent", "Le patient accepte"), _action("dp_refuse", "Refuse", "secondary")]
+        elif not consent:
+            title = "Dossier pharmaceutique : refusé par le patient"
+            actions = [_action("dp_consent", "Le patient accepte", "secondary")]
+        else:
+            if not dp.get("consulted") or not self.unlocked:
+                title = "Dossier pharmaceutique : accord du patient"
+            elif history:
+                title = f"Dossier pharmaceutique : {len(history)} délivrance(s)"
+            else:
+                title = "Dossier pharmaceutique : aucune délivrance récente"
+            actions = [_action("dp_consult", "Consulter")]
+        self.dp_title = _markup(title)
+        self.dp_actions = actions
+        self.dp_rows = [
+            {
+                "text": _markup(f"{e['day']}   {e['quantity']} × {e['label']}"),
+                "detail": _markup(str(e.get("pharmacy") or "")),
+            }
+            for e in history
+        ]
+
+    def dp_action(self, intent: str) -> None:
+        """A button of the « Dossier pharmaceutique » section (professional acts: behind the login)."""
+        match intent:
+            case "dp_consent":
+                self.act("dp_consent", agreed=True)
+            case "dp_refuse":
+                self.act("dp_consent", agreed=False)
+            case "dp_consult":
+                self.act("dp_consult")
+
     def _work_actions(self) -> list[dict[str, Any]]:
         act, step = self.pending_act, self.step
         if step == "attract":
@@ -613,6 +677,8 @@ class KioskViewModel(EventDispatcher):  # type: ignore[misc]
             self.pin_for = "cps" if self.cps_holder and self.verify_cps is not None else ""
 
     def close_panel(self) -> None:
+        if self._panel_message:
+            self._say(None, ok=True)  # what the DP said stays on the panel, never on the patient screen
         self._opened_for_act = False
         self.panel_open = False
         self.close_pin()
@@ -775,6 +841,7 @@ class KioskViewModel(EventDispatcher):  # type: ignore[misc]
             self._say(why, ok=True)
 
     def _logged_out(self) -> None:
+        self.dp_rows = []
         self.unlocked = False
         self.cps_open = False
         self.operator_name = ""

@@ -164,6 +164,17 @@ CLAIM_RESUBMISSIONS = Migration(
     """,
 )
 
+PRESCRIBER_MAILBOX = Migration(
+    14,
+    "the prescriber's MSSanté address",
+    """
+    -- The prescriber's MSSanté mailbox as the ePrescription gives it: the dispensing summary goes there
+    -- when the patient agrees (secure_messages kind 'prescriber-summary'). NULL for a prescription typed
+    -- from paper, stored before this migration, or whose prescriber has none. Additive only.
+    ALTER TABLE prescriptions ADD COLUMN prescriber_mailbox TEXT;
+    """,
+)
+
 MIGRATIONS: list[Migration] = [
     PHARMACY,
     OPERATORS,
@@ -178,5 +189,6 @@ MIGRATIONS: list[Migration] = [
     CLAIM_RESUBMISSIONS,
     PAYMENTS_ADJUSTMENTS,
     DP_AND_MESSAGES,
+    PRESCRIBER_MAILBOX,
 ]
 """All migrations, in order. The domain's migrations are appended after these (versions 6…)."""

@@ -544,7 +544,7 @@ class CounterRecords:
                 p = draft.prescription
                 conn.execute(
                     "INSERT OR IGNORE INTO prescriptions(prescription_id, patient_id, prescriber, prescribed_on,"
-                    " renewals, status, at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    " renewals, status, at, prescriber_mailbox) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         draft.prescription_id,
                         draft.patient_id,
@@ -553,6 +553,7 @@ class CounterRecords:
                         p.renewals if p else 0,
                         "dispensed-degraded" if draft.fetch_pending else "dispensed",
                         now,
+                        p.prescriber_mailbox if p else None,
                     ),
                 )
                 lines = p.lines if p else draft.entered_lines
@@ -987,9 +988,15 @@ class CounterRecords:
                 if typed is None or typed["cip13"] != line.cip13 or typed["quantity"] != line.quantity:
                     differences.append(f"ligne {line.line_no}")
             conn.execute(
-                "UPDATE prescriptions SET prescriber = ?, prescribed_on = ?, renewals = ?, status = 'dispensed'"
-                " WHERE prescription_id = ?",
-                (prescription.prescriber, prescription.prescribed_on.isoformat(), prescription.renewals, pid),
+                "UPDATE prescriptions SET prescriber = ?, prescribed_on = ?, renewals = ?, status = 'dispensed',"
+                " prescriber_mailbox = ? WHERE prescription_id = ?",
+                (
+                    prescription.prescriber,
+                    prescription.prescribed_on.isoformat(),
+                    prescription.renewals,
+                    prescription.prescriber_mailbox,
+                    pid,
+                ),
             )
             journal.append(
                 conn,
@@ -1107,6 +1114,133 @@ class CounterRecords:
                 at=now,
             )
         return message_id
+
+    def secure_message_facts(
+        self, message_id: int, *, product_name: Callable[[str], str | None] | None = None
+    ) -> dict[str, Any] | None:
+        """What MSSanté message ``message_id`` says, read back from the store when it is sent.
+
+        The outbox names the message's id only; here come its ``kind`` and ``status``, the time it was
+        queued (``at``), the recipient (``to``): the patient's Mon Espace Santé address derived from
+        their INS, opened from the sealed fields, for a qualified and undoubted identity only (else
+        None), or the prescriber's MSSanté address stored with the prescription; the ``subject`` and
+        the body ``lines`` (the receipt as the kiosk shows it, the DMP document, the dispensing summary
+        line by line), the patient's ``traits`` and ``ins`` (None unless qualified), the DMP document's
+        facts (``dmp``, :meth:`dmp_facts`) and the pharmacy's settings. ``product_name`` names a box by
+        its CIP13 (the product table: the receipt names boxes as the bill did), else the prescription
+        line's label, else the CIP13. None when the message is unknown.
+        """
+        from appliance import messaging
+
+        found = rows(self.db.conn, "SELECT * FROM secure_messages WHERE id = ?", (message_id,))
+        if not found:
+            return None
+        row = found[0]
+        kind, patient_id = str(row["kind"]), int(row["patient_id"])
+        patient = rows(self.db.conn, "SELECT * FROM patients WHERE id = ?", (patient_id,))[0]
+        status = IdentityStatus(patient["status"])
+        ins = self.ins_of(patient_id)
+        qualified = ins is not None and status is IdentityStatus.QUAL and not patient.get("doubtful")
+        pharmacy_name = get_setting(self.db, "name") or ""
+        finess = get_setting(self.db, "finess")
+        facts: dict[str, Any] = {
+            "message": message_id,
+            "kind": kind,
+            "status": str(row["status"]),
+            "at": float(row["at"]),
+            "patient_id": patient_id,
+            "traits": self._traits_of(patient),
+            "ins": ins if qualified else None,
+            "qualified": qualified,
+            "pharmacy_name": pharmacy_name,
+            "finess": finess,
+            "box_id": self.box_id(),
+            "claim": None,
+            "dmp": None,
+            "to": messaging.patient_address(ins.matricule) if qualified and ins is not None else None,
+        }
+        claim = None
+        if row["claim_id"] is not None:
+            claim = rows(self.db.conn, "SELECT * FROM claims WHERE id = ?", (int(row["claim_id"]),))[0]
+            facts["claim"] = int(claim["number"])
+        if kind == "dmp-document":
+            dmp = self.dmp_facts(int(row["dmp_document_id"]), None) if row["dmp_document_id"] is not None else None
+            facts["dmp"] = dmp
+            title = messaging.dmp_title(str(dmp["kind"])) if dmp else "Document"
+            facts["subject"] = f"{title} – {pharmacy_name}" if pharmacy_name else title
+            facts["lines"] = messaging.dmp_lines(dmp, pharmacy_name) if dmp else []
+            return facts
+        if claim is None:
+            facts.update(subject="", lines=[])
+            return facts
+        boxes = []
+        for box in rows(
+            self.db.conn,
+            "SELECT l.line_no, l.cip13, l.substitution, l.total_cents, pl.label FROM dispensation_lines l"
+            " JOIN dispensations d ON d.id = l.dispensation_id"
+            " LEFT JOIN prescription_lines pl ON pl.prescription_id = d.prescription_id AND pl.line_no = l.line_no"
+            " WHERE d.id = ? ORDER BY l.id",
+            (int(claim["dispensation_id"]),),
+        ):
+            cip13 = str(box["cip13"])
+            name = (product_name(cip13) if product_name else None) or box["label"] or cip13
+            boxes.append({**box, "name": str(name)})
+        if kind == "receipt":
+            facts["subject"] = f"Votre facture n° {claim['number']}" + (f" – {pharmacy_name}" if pharmacy_name else "")
+            facts["lines"] = messaging.receipt_lines(
+                int(claim["number"]),
+                [(b["name"], int(b["total_cents"])) for b in boxes],
+                amo_cents=int(claim["amo_cents"]),
+                amc_cents=int(claim["amc_cents"]),
+                to_pay_cents=int(claim["to_pay_cents"]),
+            )
+            return facts
+        dispensation = rows(self.db.conn, "SELECT * FROM dispensations WHERE id = ?", (int(claim["dispensation_id"]),))
+        prescription = rows(
+            self.db.conn,
+            "SELECT * FROM prescriptions WHERE prescription_id = ?",
+            (dispensation[0]["prescription_id"] if dispensation else None,),
+        )
+        rx = prescription[0] if prescription else {}
+        d = dispensation[0] if dispensation else {}
+        facts["to"] = rx.get("prescriber_mailbox") or None
+        facts["prescriber"] = rx.get("prescriber") or ""
+        facts["subject"] = f"Synthèse de dispensation {messaging.patient_label(facts['traits'])}"
+        facts["lines"] = messaging.summary_lines(
+            traits=facts["traits"],
+            ins=facts["ins"],
+            prescription_id=str(rx.get("prescription_id") or ""),
+            prescribed_on=rx.get("prescribed_on"),
+            renewal=int(d.get("renewal") or 0),
+            dispensed_at=float(d.get("at") or row["at"]),
+            pharmacy_name=pharmacy_name,
+            finess=finess,
+            boxes=boxes,
+            discrepancies=json.loads(d.get("discrepancies") or "[]"),
+            annotation=str(d.get("annotation") or ""),
+        )
+        return facts
+
+    def mark_secure_message(self, message_id: int, status: str, *, reason: str = "") -> None:
+        """Record what came of sending message ``message_id``: ``sent``, or ``refused`` (final: journalled
+        for the pharmacist with its kind and the reason, never the address)."""
+        if status not in ("queued", "sent", "refused"):
+            raise ValueError(f"unknown secure message status {status!r}")
+        now = self.clock()
+        with transaction(self.db) as conn:
+            found = conn.execute("SELECT kind FROM secure_messages WHERE id = ?", (message_id,)).fetchone()
+            if found is None:
+                raise StoreError(f"no secure message {message_id}")
+            conn.execute("UPDATE secure_messages SET status = ? WHERE id = ?", (status, message_id))
+            if status == "refused":
+                journal.append(
+                    conn,
+                    operator_id=None,
+                    action="mssante.refused",
+                    subject=str(message_id),
+                    details={"kind": str(found[0]), "reason": reason},
+                    at=now,
+                )
 
     def enqueue_dmp(
         self, patient_id: int, kind: str, visibility: Any, operator_id: int | None, *, patient_mailbox: bool = False
