@@ -153,7 +153,7 @@ def summary_lines(
 ) -> list[str]:
     """The dispensing summary for the prescriber: who (with the INS when qualified), which prescription,
     what was handed out line by line, the discrepancies and the pharmacist's note. ``boxes`` are
-    ``{"line", "label", "name", "cip13", "substitution"}`` in the order dispensed."""
+    ``{"line_no", "label", "name", "cip13", "substitution"}`` in the order dispensed."""
     first_names = traits.first_names.title()
     lines = [f"Patient : {traits.birth_name.upper()} {first_names}, né(e) le {fr_date(traits.birth_date)}"]
     if ins is not None:
@@ -165,7 +165,7 @@ def summary_lines(
     lines.append(f"Délivrée le {fr_day(dispensed_at)} par {where}")
     grouped: dict[tuple[Any, str, str, bool], int] = {}
     for box in boxes:
-        key = (box.get("line"), str(box.get("label") or ""), str(box["name"]), bool(box.get("substitution")))
+        key = (box.get("line_no"), str(box.get("label") or ""), str(box["name"]), bool(box.get("substitution")))
         grouped[key] = grouped.get(key, 0) + 1
     for (line, label, name, substituted), count in grouped.items():
         prescribed = f"ligne {line} ({label})" if line is not None else "hors ordonnance"

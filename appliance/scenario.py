@@ -121,6 +121,7 @@ class ScenarioRunner:
         add_operator: Callable[[str, Role, str, str | None], None],
         db_state: Callable[[], dict[str, Any]],
         set_fault: Callable[[Any], None],
+        mail_state: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
         self.counter = counter
         self.reader = reader
@@ -130,6 +131,7 @@ class ScenarioRunner:
         self.add_operator = add_operator
         self.db_state = db_state
         self.set_fault = set_fault
+        self.mail_state = mail_state
         self.last: Outcome | None = None
         self.transcript = Transcript()
 
@@ -145,6 +147,7 @@ class ScenarioRunner:
             "view": counter.view(),
             "outcome": outcome,
             "db": self.db_state(),
+            "mail": self.mail_state() if self.mail_state is not None else {},
         }
 
     def play(self, number: int, line: dict[str, Any]) -> None:
@@ -302,6 +305,11 @@ class CounterRig:
     clock: Callable[[], float]
     network: NetworkSwitch
     base_url: str
+    mail: Any = None
+    """The SMTP client of the pharmacy's MSSanté mailbox (:class:`sync.mssante.SmtpSecureMail`), None
+    when the sandbox operator could not start (aiosmtpd, a development dependency, missing)."""
+    mailbox: Any = None
+    """The sandbox MSSanté operator (:class:`sandbox.mssante.SandboxMailServer`) the mail goes to."""
 
     def add_operator(self, name: str, role: Role, pin: str, rpps: str | None = None) -> None:
         """Create an operator unless one of that name exists (scripts and demos replay safely), and
@@ -333,7 +341,46 @@ class CounterRig:
             clock=self.clock,
             qualification_visits=self.counter.settings.qualification_visits,
         )
+        if self.mail is not None:
+            from appliance.delivery import deliver_mail
+            from appliance.messaging import MailSettings
+            from sandbox.mssante import SANDBOX_SENDER
+
+            products = self.counter.products
+            sent = deliver_mail(
+                self.records,
+                self.mail,
+                MailSettings(sender=SANDBOX_SENDER),
+                clock=self.clock,
+                product_name=lambda cip13: p.name if (p := products.get(cip13)) else None,
+            )
+            report.delivered += sent.delivered
+            report.deferred += sent.deferred
+            report.refused += sent.refused
         return {"delivered": report.delivered, "deferred": report.deferred, "refused": report.refused}
+
+    def mail_state(self) -> dict[str, Any]:
+        """What the sandbox MSSanté operator received, in order: ``count`` and ``messages`` (``from``,
+        ``to``, ``subject``, ``text``, ``attachments`` by file name, the ``X-MSS-*`` ``headers``, the
+        ``client`` certificate's name)."""
+        if self.mailbox is None:
+            return {"count": 0, "messages": []}
+        messages = []
+        for received in self.mailbox.messages():
+            mail = received.message()
+            body = mail.get_body(("plain",))
+            messages.append(
+                {
+                    "from": received.mail_from,
+                    "to": ",".join(received.rcpt_tos),
+                    "subject": str(mail["Subject"] or ""),
+                    "text": str(body.get_content()).replace("\r\n", "\n") if body is not None else "",
+                    "attachments": [part.get_filename() for part in mail.iter_attachments()],
+                    "headers": {k: str(v) for k, v in mail.items() if k.upper().startswith("X-MSS-")},
+                    "client": received.client,
+                }
+            )
+        return {"count": len(messages), "messages": messages}
 
     def db_state(self) -> dict[str, Any]:
         from appliance.store import audit
@@ -371,6 +418,10 @@ class CounterRig:
             ],
             "dmp_sent": conn.execute("SELECT count(*) FROM dmp_documents WHERE status = 'sent'").fetchone()[0],
             "dmp_documents": conn.execute("SELECT count(*) FROM dmp_documents").fetchone()[0],
+            "secure_messages": [
+                {"kind": r[0], "status": r[1]}
+                for r in conn.execute("SELECT kind, status FROM secure_messages ORDER BY id").fetchall()
+            ],
             "batches": [
                 {
                     "number": r[0],
@@ -419,8 +470,13 @@ def counter_rig(
     population: Any = None,
     sandbox_today: Callable[[], date] | None = None,
     timeout: float = 2.0,
+    mail: bool = True,
 ) -> Iterator[CounterRig]:
-    """Open (or create) the database and key, start the sandbox unless given, and build the counter."""
+    """Open (or create) the database and key, start the sandbox unless given, and build the counter.
+
+    With ``mail``, the sandbox MSSanté operator (an SMTP server requiring STARTTLS and a client
+    certificate) is started too and :meth:`CounterRig.deliver` sends the secure messages to it.
+    """
     from appliance.products import DEFAULT_PRODUCTS_PATH, ProductTable
     from appliance.store.database import open_database
     from appliance.store.records import CounterRecords
@@ -445,7 +501,34 @@ def counter_rig(
         network = NetworkSwitch(online, offline)
         records = CounterRecords(db, cipher, the_clock)
         counter = Counter(records, network, ProductTable.load(DEFAULT_PRODUCTS_PATH), clock=the_clock)
-        yield CounterRig(counter, db, records, the_clock, network, base_url)
+        mail_client, mailbox = _sandbox_mail(stack, timeout) if mail else (None, None)
+        yield CounterRig(counter, db, records, the_clock, network, base_url, mail_client, mailbox)
+
+
+def _sandbox_mail(stack: contextlib.ExitStack, timeout: float) -> tuple[Any, Any]:
+    """The sandbox MSSanté operator on 127.0.0.1 and the pharmacy's client for it (its own test CA),
+    or (None, None) without aiosmtpd: the secure messages then wait in the outbox."""
+    try:
+        from sandbox.mssante import SANDBOX_SENDER, SandboxMailServer
+    except ImportError:
+        return None, None
+    from sync.mssante import SmtpSecureMail, SmtpSettings
+
+    directory = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="comptoir-mssante-")))
+    server = SandboxMailServer(directory)
+    server.start()
+    stack.callback(server.stop)
+    issued = server.client_certificate()
+    settings = SmtpSettings(
+        host="127.0.0.1",
+        port=server.port,
+        sender=SANDBOX_SENDER,
+        ca=server.ca,
+        cert=issued.cert,
+        key=issued.key,
+        timeout=max(timeout, 2.0),
+    )
+    return SmtpSecureMail(settings), server
 
 
 def _sandbox_pharmacy(db: Any) -> None:
@@ -479,7 +562,15 @@ def run_scenario(
     clock = ScenarioClock()
     with counter_rig(db_path=db_path, key_path=key_path, sandbox_url=sandbox_url, clock=clock) as rig:
         runner = ScenarioRunner(
-            rig.counter, CodeReader(), clock, rig.network, rig.deliver, rig.add_operator, rig.db_state, rig.set_fault
+            rig.counter,
+            CodeReader(),
+            clock,
+            rig.network,
+            rig.deliver,
+            rig.add_operator,
+            rig.db_state,
+            rig.set_fault,
+            mail_state=rig.mail_state,
         )
         try:
             for number, line in lines:

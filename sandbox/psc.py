@@ -233,7 +233,7 @@ class PscProvider:
             "grant_types_supported": ["authorization_code", "refresh_token", CIBA_GRANT_TYPE],
             "response_types_supported": ["code"],
             "subject_types_supported": ["public"],
-            "id_token_signing_alg_values_supported": [self.algorithm],
+            "id_token_signing_alg_values_supported": sorted({"RS256", self.algorithm}),  # RS256 is a must
             "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
             "scopes_supported": ["openid", "scope_all"],
             "acr_values_supported": [ACR],

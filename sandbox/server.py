@@ -647,10 +647,21 @@ class Services:
 
     # Dossier Pharmaceutique (invented JSON: the real protocol is not public)
     def _dp_person(self, body: Json) -> Person:
-        """The beneficiary whose DP the card opens: NIR (else holder's NIR), birth date and rank must match."""
+        """The beneficiary whose DP the card opens: their NIR or the card holder's, with their birth date
+        and rank (a child on a parent's card is told apart by these)."""
         nir, birth, rank = _str(body, "nir"), _day(body, "birth_date"), _int(body, "rank", 1)
-        found = self.population.find_beneficiary(nir, _str(body, "holder_nir", required=False), birth, rank)
-        if found is None or found.beneficiary.traits.birth_date != birth or found.beneficiary.rank != rank:
+        holder = _str(body, "holder_nir", required=False) or nir
+        found = next(
+            (
+                p
+                for p in self.population.people.values()
+                if p.beneficiary.traits.birth_date == birth
+                and p.beneficiary.rank == rank
+                and (p.beneficiary.nir == nir or p.beneficiary.holder_nir == holder)
+            ),
+            None,
+        )
+        if found is None:
             raise SandboxRefusal(
                 404,
                 "DP_UNKNOWN",
@@ -663,7 +674,7 @@ class Services:
 
         person, since = self._dp_person(body), _day(body, "since")
         names = {p.cip13: p.name for p in products()}
-        entries = [
+        entries: list[Json] = [
             {
                 "day": e.day.isoformat(),
                 "cip13": e.cip13,
@@ -685,8 +696,8 @@ class Services:
                     }
                     for line in fed["lines"]
                 ]
-        found = [e for e in entries if date.fromisoformat(e["day"]) >= since]
-        found.sort(key=lambda e: e["day"], reverse=True)
+        found = [e for e in entries if date.fromisoformat(str(e["day"])) >= since]
+        found.sort(key=lambda e: str(e["day"]), reverse=True)
         return 200, {"dispensations": found}
 
     def dp_feed(self, key: str, body: Json) -> tuple[int, Json]:

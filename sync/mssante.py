@@ -145,10 +145,15 @@ class SmtpSecureMail:
             if not session.has_extn("starttls"):
                 raise TeleserviceUnavailable("mssante: the operator does not offer STARTTLS; nothing sent in clear")
             session.starttls(context=self.context)
-            session.ehlo()
         except BaseException:
             session.close()
             raise
+        try:
+            session.ehlo()
+        except (OSError, smtplib.SMTPException):
+            session.close()
+            # TLS 1.3: a server that does not accept the client certificate says so after the handshake
+            raise TeleserviceUnavailable("mssante: the operator closed the TLS session (client certificate?)") from None
         return session
 
     def send(self, message: EmailMessage) -> None:
@@ -173,7 +178,8 @@ class SmtpSecureMail:
             raise TeleserviceUnavailable(f"mssante: recipient deferred ({reason})") from None
         except smtplib.SMTPSenderRefused as exc:
             log.warning("mssante: the operator refuses the sender mailbox (%s)", exc.smtp_code)
-            raise TeleserviceUnavailable(f"mssante: sender refused ({_answer(exc.smtp_code, exc.smtp_error)})") from None
+            reason = _answer(exc.smtp_code, exc.smtp_error)
+            raise TeleserviceUnavailable(f"mssante: sender refused ({reason})") from None
         except smtplib.SMTPDataError as exc:
             reason = _answer(exc.smtp_code, exc.smtp_error)
             if exc.smtp_code >= 500:

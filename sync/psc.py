@@ -35,7 +35,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 from urllib.parse import urlencode
 
 import httpx
@@ -43,7 +43,7 @@ from authlib.oauth2.auth import ClientAuth
 from authlib.oidc.core.claims import IDToken
 from authlib.oidc.discovery import OpenIDProviderMetadata
 from joserfc import jwt
-from joserfc.errors import JoseError
+from joserfc.errors import InvalidKeyIdError, JoseError
 from joserfc.jwk import KeySet
 
 from appliance.psc import (
@@ -395,7 +395,7 @@ class PscClient:
             keys = self._key_set(refresh=refresh)
             try:
                 return jwt.decode(raw, keys, algorithms=algorithms)
-            except ValueError as exc:  # no key for this kid/alg: maybe the provider rotated its keys
+            except (InvalidKeyIdError, ValueError) as exc:  # no key of that kid: the provider rotated its keys?
                 if refresh:
                     raise PscInvalidToken(f"no provider key verifies the ID token: {exc}") from None
             except JoseError as exc:
@@ -460,7 +460,7 @@ def _json_object(response: httpx.Response) -> dict[str, Any]:
     return body
 
 
-def _positive_number(value: object) -> bool:
+def _positive_number(value: object) -> TypeGuard[int | float]:
     return isinstance(value, int | float) and not isinstance(value, bool) and value > 0
 
 

@@ -12,7 +12,9 @@ Each pass of the loop:
    enough: the broker may lose a message it PUBACKed if it is killed), see
    :func:`appliance.delivery.deliver_published` and :mod:`sync.mqtt`;
 3. teleservice streams (``call``, ``execution``, ``batch``, ``dmp``) over HTTPS with mutual TLS, one
-   message at a time with its ``Idempotency-Key`` (:func:`appliance.delivery.deliver_pending`);
+   message at a time with its ``Idempotency-Key`` (:func:`appliance.delivery.deliver_pending`); secure
+   messages (``mssante``) over SMTP with STARTTLS and the pharmacy's certificate to its MSSanté operator
+   (:func:`appliance.delivery.deliver_mail`, :mod:`sync.mssante`);
 4. telemetry when due.
 
 Failures back off exponentially per message (the outbox's ``next_attempt_at``); a reconnection to
@@ -49,6 +51,18 @@ Configuration is a TOML file (``--config``; ``$COMPTOIR_SYNC_CONFIG``; else ``/e
     command_key = "/etc/comptoir/backoffice-commands.pub"  # Ed25519 public key (PEM)
     telemetry_interval = 60.0
 
+    [mssante]                                  # optional: receipts, DMP copies, prescriber summaries
+    host = "smtp.operateur.example"            # the MSSanté operator's submission server
+    port = 587                                 # 465 with tls = "implicit"
+    tls = "starttls"                           # STARTTLS required (never in clear), or "implicit"
+    sender = "officine@pharmacie.mssante.fr"   # the pharmacy's MSSanté mailbox
+    ca = "/etc/comptoir/tls/mssante-ca.pem"    # verify the operator (default: the system's CAs)
+    cert = "/etc/comptoir/tls/pharmacy.crt"    # the pharmacy's certificate, required
+    key = "/etc/comptoir/tls/pharmacy.key"
+    timeout = 10.0
+    products = "/var/lib/comptoir/products.csv"  # names the receipt's lines (default: the sandbox's)
+    product_reference = "..."                  # X-MSS-NIL, when the software is declared to the ANS
+
     [sync]
     window = 200
     poll_interval = 0.5
@@ -75,7 +89,14 @@ from typing import TYPE_CHECKING, Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
-from appliance.delivery import BACKOFFICE_STREAMS, TELESERVICE_STREAMS, deliver_pending, deliver_published, retry_now
+from appliance.delivery import (
+    BACKOFFICE_STREAMS,
+    TELESERVICE_STREAMS,
+    deliver_mail,
+    deliver_pending,
+    deliver_published,
+    retry_now,
+)
 from appliance.store.database import get_setting, open_database
 from appliance.store.records import CounterRecords
 from appliance.store.sealing import FieldCipher
@@ -85,6 +106,7 @@ from sync.mqtt import BackOfficeLink, MqttSettings
 
 if TYPE_CHECKING:
     from sync.insi_soap import InsiSettings
+    from sync.mssante import SmtpSettings
 
 log = logging.getLogger("comptoir.sync")
 
@@ -125,6 +147,8 @@ class SyncConfig:
     backoffice: BackOfficeConfig | None = None
     window: int = 200
     poll_interval: float = 0.5
+    mssante: SmtpSettings | None = None
+    """``[mssante]``: the SMTP submission of secure messages (none: they wait in the outbox)."""
 
 
 def _path(table: dict[str, Any], name: str, base: Path, *, required: bool = True) -> Path | None:
@@ -190,6 +214,15 @@ def load_config(path: Path) -> SyncConfig:
             command_key=_path(b, "command_key", base, required=False),
             telemetry_interval=float(b.get("telemetry_interval", 60.0)),
         )
+    mssante = None
+    if "mssante" in data:
+        from sync.mssante import MssanteSettingsError
+        from sync.mssante import settings_from_table as mssante_settings
+
+        try:
+            mssante = mssante_settings(data["mssante"], base)
+        except (MssanteSettingsError, TypeError, ValueError) as exc:
+            raise ConfigError(str(exc)) from None
     loop = data.get("sync", {})
     return SyncConfig(
         db=db,
@@ -198,6 +231,7 @@ def load_config(path: Path) -> SyncConfig:
         backoffice=back,
         window=int(loop.get("window", 200)),
         poll_interval=float(loop.get("poll_interval", 0.5)),
+        mssante=mssante,
     )
 
 
@@ -251,6 +285,15 @@ class SyncService:
             self.teleservices = HttpTeleservices(
                 t.url, timeout=t.timeout, verify=verify, cert=cert, deliver_attempts=1, insi=t.insi
             )
+        self.mail: Any = None
+        self._product_name: Callable[[str], str | None] | None = None
+        if config.mssante is not None:
+            from appliance.products import DEFAULT_PRODUCTS_PATH, ProductTable
+            from sync.mssante import SmtpSecureMail
+
+            self.mail = SmtpSecureMail(config.mssante)
+            products = ProductTable.load(config.mssante.products or DEFAULT_PRODUCTS_PATH)
+            self._product_name = lambda cip13: p.name if (p := products.get(cip13)) else None
         self.link: BackOfficeLink | None = None
         self.commands: CommandProcessor | None = None
         if config.backoffice is not None:
@@ -306,6 +349,18 @@ class SyncService:
             delivered = deliver_pending(self.records, self.teleservices, clock=self.clock, streams=TELESERVICE_STREAMS)
             report.delivered = delivered.delivered + delivered.refused
             report.deferred += delivered.deferred
+        if self.mail is not None and self.records is not None and self.config.mssante is not None:
+            sent = deliver_mail(
+                self.records,
+                self.mail,
+                self.config.mssante.mail_settings(),
+                clock=self.clock,
+                product_name=self._product_name,
+            )
+            report.delivered += sent.delivered + sent.refused
+            report.deferred += sent.deferred
+            for note in sent.notes:
+                log.info("mssante: %s", note)  # codes and French reasons, never an address
         return report
 
     def _apply_commands(self) -> int:

@@ -9,11 +9,11 @@ monotonic clock and :meth:`KioskViewModel.refresh`, which the app calls from the
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from kivy.event import EventDispatcher
-from kivy.properties import BooleanProperty, ListProperty, NumericProperty, StringProperty
+from kivy.properties import BooleanProperty, ListProperty, NumericProperty, ObjectProperty, StringProperty
 from kivy.utils import escape_markup
 
 from appliance.workflow import messages as msg
@@ -39,6 +39,7 @@ WAITING_LABELS = {
     "intent:confirm_prescription": "Enregistrement de l'ordonnance…",
     "intent:login": "Vérification du code personnel…",
     "intent:cps_login": "Vérification du code de la carte CPS…",
+    "intent:psc_login": "Connexion e-CPS…",
     "intent:dp_consult": "Consultation du dossier pharmaceutique…",
 }
 SEX = {"M": "homme", "F": "femme"}
@@ -87,16 +88,28 @@ class Actions(Protocol):
     def claim_shown(self, claim: int) -> None: ...
 
 
+class EcpsActions(Protocol):
+    """The e-CPS login as the panel sees it (:class:`ui.ecps.EcpsLogin`)."""
+
+    def start(self, rpps: str, listener: Any) -> None: ...
+
+    def cancel(self) -> None: ...
+
+
 class PinPad(EventDispatcher):  # type: ignore[misc]
-    """The on-screen PIN pad: digits are kept out of every property, only their count is shown."""
+    """The on-screen PIN pad: digits are kept out of every property, only their count is shown.
+
+    The same pad types an RPPS number for the e-CPS login (``masked=False``: an RPPS is no secret, the
+    person checks the 11 digits); a PIN pad is always masked and never switches."""
 
     mask = StringProperty("")
     length = NumericProperty(0)
-    max_length = 8
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, *, max_length: int = 8, masked: bool = True, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._digits = ""
+        self.max_length = max_length
+        self.masked = masked
 
     def press(self, digit: str) -> None:
         if digit.isdigit() and len(digit) == 1 and len(self._digits) < self.max_length:
@@ -119,7 +132,7 @@ class PinPad(EventDispatcher):  # type: ignore[misc]
 
     def _show(self) -> None:
         self.length = len(self._digits)
-        self.mask = "•" * len(self._digits)
+        self.mask = "•" * len(self._digits) if self.masked else self._digits
 
 
 class KioskViewModel(EventDispatcher):  # type: ignore[misc]
@@ -192,6 +205,17 @@ class KioskViewModel(EventDispatcher):  # type: ignore[misc]
     """Name on the CPS in the reader (empty without one): the pad then asks that card's PIN."""
     cps_open = BooleanProperty(False)
     """The panel was unlocked by a CPS: Valider needs no PIN until the card leaves."""
+    pin = ObjectProperty(None)
+    """The pad on screen: the PIN pad, or the RPPS pad while ``pin_for`` is ``rpps``."""
+    ecps_ready = BooleanProperty(False)
+    """An e-CPS login (Pro Santé Connect) is wired: the panel offers it."""
+    ecps_possible = BooleanProperty(False)
+    """The operator chosen has an RPPS on record: « e-CPS (téléphone) » can log them in."""
+    ecps_waiting = BooleanProperty(False)
+    """The professional's phone was asked: the panel says « Validez sur votre téléphone… »."""
+    ecps_name = StringProperty("")
+    ecps_code = StringProperty("")
+    """The binding message, shown on the phone and on the panel (empty until the provider accepted)."""
     products = ListProperty([])
     """(label, cip13) the pharmacist can enter in degraded mode."""
     work_title = StringProperty("")
@@ -229,7 +253,13 @@ class KioskViewModel(EventDispatcher):  # type: ignore[misc]
         self.verify_cps: Callable[[str], None] | None = None
         """Given the PIN typed for the CPS in the reader, has the card check it off the UI thread and
         sends ``cps_login`` only if the card accepted it (the composition root wires the reader)."""
-        self.pin = PinPad()
+        self.pin = self._pin_pad = PinPad()
+        self._rpps_pad = PinPad(max_length=11, masked=False)
+        self.ecps: EcpsActions | None = None
+        """The e-CPS login (:class:`ui.ecps.EcpsLogin`), wired by the composition root with ``ecps_ready``."""
+        self.rpps_of: dict[str, str] = {}
+        """Operator name -> RPPS on record (``set_operator_rpps``)."""
+        self._ecps_from_pad = False
         self.now = now
         self.thanks_s, self.banner_s = thanks_s, banner_s
         self.waiting_after_s, self.expected_call_s = waiting_after_s, expected_call_s
@@ -250,6 +280,7 @@ class KioskViewModel(EventDispatcher):  # type: ignore[misc]
         self._panel_message = False
         """The banner says what the Dossier Pharmaceutique answered: gone when the panel closes."""
         self.bind(unlocked=self._show_work, cps_open=self._show_work, guardian_for=self._show_work)
+        self._applied.append(self._ecps_result)
         self.bind(unlocked=self._show_dp, pending_act=self._show_dp, step=self._show_dp)
 
     # ------------------------------------------------------------------ results from the core
@@ -313,7 +344,10 @@ class KioskViewModel(EventDispatcher):  # type: ignore[misc]
         elif outcome.message or result.kind == "scan" or result.kind.startswith("intent:"):
             # a touch or a scan without words clears an old message; a tick or a card pulled out does not
             self._say(_plain(outcome.message, offline_shown=bool(later)), ok=outcome.accepted)
-            self._panel_message = result.kind in PANEL_MESSAGES
+            if result.kind in PANEL_MESSAGES:  # the DP's answer: said on the open panel only
+                self._panel_message = True
+                if not self.panel_open:
+                    self._say(None, ok=True)
         if result.kind == "card-removed":
             self.card_removed()
         if self.unlocked and "operator" in view and not view["operator"]:
@@ -683,6 +717,7 @@ class KioskViewModel(EventDispatcher):  # type: ignore[misc]
         self.panel_open = False
         self.close_pin()
         self._forget_claims()
+        self._end_ecps()
 
     # ------------------------------------------------------------------ professional acts (panel only)
     def act(self, name: str, **args: Any) -> None:
@@ -768,7 +803,9 @@ class KioskViewModel(EventDispatcher):  # type: ignore[misc]
     def choose_operator(self, name: str) -> None:
         self.touch_panel()
         self.operator_name = name
+        self.pin = self._pin_pad
         self.pin.clear()
+        self.ecps_possible = self.ecps_ready and name in self.rpps_of
         self.pin_for = "login"
 
     def validate_pressed(self) -> None:
@@ -784,6 +821,7 @@ class KioskViewModel(EventDispatcher):  # type: ignore[misc]
 
     def close_pin(self) -> None:
         self.pin.clear()
+        self.pin = self._pin_pad
         self.pin_for = ""
 
     def submit_pin(self) -> None:
@@ -801,6 +839,12 @@ class KioskViewModel(EventDispatcher):  # type: ignore[misc]
             self.verify_cps(pin)
         elif self.pin_for == "validate":
             self.send("validate", operator=self.operator_name, pin=pin)
+        elif self.pin_for == "rpps":
+            if len(pin) != 11:
+                self._say("Numéro RPPS : 11 chiffres", ok=False)
+                return
+            known = next((name for name, rpps in self.rpps_of.items() if rpps == pin), f"RPPS {pin}")
+            self._begin_ecps(pin, known, from_pad=False)
 
     def _logged_in(self, result: Result) -> None:
         if result.outcome.accepted:
@@ -877,6 +921,7 @@ class KioskViewModel(EventDispatcher):  # type: ignore[misc]
         """The CPS left the reader: the panel locks and the core's operator session ends with it,
         whatever was open (a CPS session must never outlive its card)."""
         had_session = self.unlocked or self.cps_open
+        self._end_ecps()
         self.cps_holder = ""
         self.unlocked = False
         self.cps_open = False
@@ -894,6 +939,87 @@ class KioskViewModel(EventDispatcher):  # type: ignore[misc]
 
     def set_operators(self, names: Sequence[str]) -> None:
         self.operators = list(names)
+
+    def set_operator_rpps(self, rpps_of: Mapping[str, str]) -> None:
+        """The RPPS on record for each operator who has one (their CPS, their e-CPS)."""
+        self.rpps_of = dict(rpps_of)
+
+    # ------------------------------------------------------------------ e-CPS (Pro Santé Connect, CIBA)
+    def ecps_login(self) -> None:
+        """« e-CPS (téléphone) » on the PIN pad of the operator chosen: their phone is asked."""
+        self.touch_panel()
+        rpps = self.rpps_of.get(self.operator_name)
+        if rpps is None or self.ecps is None:
+            self._say(f"Pas de RPPS enregistré pour {self.operator_name} : connectez-vous avec votre code", ok=False)
+            return
+        self._begin_ecps(rpps, self.operator_name, from_pad=True)
+
+    def ask_rpps(self) -> None:
+        """« e-CPS : saisir mon RPPS »: the pad types the 11 digits, shown in clear."""
+        self.touch_panel()
+        self._rpps_pad.clear()
+        self.pin = self._rpps_pad
+        self.pin_for = "rpps"
+
+    def _begin_ecps(self, rpps: str, who: str, *, from_pad: bool) -> None:
+        if self.ecps is None:
+            return
+        self.pin.clear()
+        self.pin = self._pin_pad
+        self.pin_for = ""
+        self._ecps_from_pad = from_pad
+        self.ecps_name, self.ecps_code = who, ""
+        self.ecps_waiting = True
+        self._say(None, ok=True)
+        self.ecps.start(rpps, self)
+
+    def ecps_started(self, binding_message: str) -> None:
+        """The provider accepted the request: the phone shows ``binding_message`` (so does the panel)."""
+        if self.ecps_waiting:
+            self.ecps_code = binding_message
+            self.touch_panel()
+
+    def ecps_failed(self, message: str) -> None:
+        """Refused on the phone, expired, provider unreachable...: said, and back to the PIN."""
+        if not self.ecps_waiting:
+            return
+        self.ecps_waiting = False
+        self._say(message, ok=False)
+        self.pin_for = "login" if self._ecps_from_pad and self.operator_name else ""
+
+    def cancel_ecps(self) -> None:
+        """Annuler while the phone is asked: the wait stops, nothing of it reaches the core."""
+        self.touch_panel()
+        if not self.ecps_waiting:
+            return
+        self._end_ecps()
+        self._say("Connexion e-CPS annulée", ok=True)
+        self.pin_for = "login" if self._ecps_from_pad and self.operator_name else ""
+
+    def _end_ecps(self) -> None:
+        if self.ecps_waiting and self.ecps is not None:
+            self.ecps.cancel()
+        self.ecps_waiting = False
+        self.ecps_code = ""
+
+    def _ecps_result(self, result: Result) -> None:
+        """The core's answer to ``psc_login`` (sent only with a verified ID token)."""
+        if result.kind != "intent:psc_login":
+            return
+        waiting = self.ecps_waiting
+        self.ecps_waiting, self.ecps_code = False, ""
+        if not result.outcome.accepted:
+            self.pin_for = "login" if self._ecps_from_pad and self.operator_name else ""
+            return  # the message says why (an RPPS this pharmacy does not know)
+        if not waiting or not self.panel_open:
+            self.send("logout")  # cancelled while the token was checked: no session nobody waits for
+            return
+        self.unlocked = True
+        self.operator_name = str(result.view.get("operator_name") or self.ecps_name)
+        self.pin_for = ""
+        self.touch_panel()
+        if self.recovery_text:
+            self.show_claims()
 
 
 NBSP = "\u00a0"

@@ -1,6 +1,6 @@
 """The sandbox population: valid test identities, one of each case the counter must handle."""
 
-from datetime import date
+from datetime import date, timedelta
 
 from appliance.codes.gs1 import parse_gs1
 from appliance.codes.ins import InsOid
@@ -113,3 +113,18 @@ def test_box_payloads_are_gs1_codes_of_the_products() -> None:
     assert expired.cip13 == pop.DOLIPRANE_1000 and expired.expiry == date(2025, 1, 31)
     sample_box = next(s for s in basic_samples() if s.name == "box-doliprane")
     assert parse_gs1(sample_box.payload).cip13 in {li.cip13 for li in pop.PRESCRIPTIONS["EP7K2Q-9XWM-4TDA-LR8C"].lines}
+
+
+def test_the_dossier_pharmaceutique_has_recent_and_older_dispensations_of_known_products() -> None:
+    table = pop.products()
+    four_months_back = pop.REFERENCE_DAY - timedelta(days=4 * 31)
+    assert set(pop.DP_HISTORIES) <= set(pop.PEOPLE)
+    for key, entries in pop.DP_HISTORIES.items():
+        assert [e.day for e in entries] == sorted((e.day for e in entries), reverse=True), key
+        assert any(e.day >= four_months_back for e in entries) and any(e.day < four_months_back for e in entries)
+        for entry in entries:
+            product = table.get(entry.cip13 or "")
+            assert product is not None and product.name == entry.label and entry.quantity >= 1
+            assert entry.pharmacy and entry.pharmacy != "Pharmacie du Bac à sable"
+    assert pop.POPULATION.dp_histories is pop.DP_HISTORIES
+    assert "DP_HISTORIES" in (pop.__doc__ or "")

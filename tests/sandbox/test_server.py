@@ -452,3 +452,85 @@ def test_the_cli_command_is_registered() -> None:
     add_command(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["sandbox", "--port", "0"])
     assert (args.port, args.host, args.func.__name__) == (0, "127.0.0.1", "cmd_sandbox")
+
+
+# --- Dossier Pharmaceutique (invented JSON: the real protocol is not public)
+
+
+def _dp_card(key: str, **more: Any) -> dict[str, Any]:
+    b = pop.person(key).beneficiary
+    card = {"nir": b.nir, "holder_nir": b.holder_nir, "rank": b.rank, "birth_date": b.traits.birth_date.isoformat()}
+    return card | more
+
+
+def test_dp_consult_lists_the_other_pharmacies_since_the_day_asked(http: httpx.Client) -> None:
+    recent = http.post("/dp/consult", json=_dp_card("durand", since="2026-02-11"))
+    assert recent.status_code == 200
+    found = recent.json()["dispensations"]
+    assert [e["day"] for e in found] == ["2026-05-22", "2026-04-09", "2026-03-02"]
+    assert found[0] == {
+        "day": "2026-05-22",
+        "cip13": pop.CETIRIZINE_10,
+        "label": "CETIRIZINE ARROW 10 mg cp B/7",
+        "quantity": 1,
+        "pharmacy": "Pharmacie de la Gare, Lyon",
+    }
+    older = http.post("/dp/consult", json=_dp_card("durand", since="2025-01-01")).json()["dispensations"]
+    assert [e["day"] for e in older][-2:] == ["2025-12-10", "2025-09-18"]
+    # a child of a family card, by the card holder's NIR, birth date and rank: his own (empty) DP
+    hugo = _dp_card("martin-hugo", nir=pop.person("martin-jean").beneficiary.nir, since="2025-01-01")
+    assert http.post("/dp/consult", json=hugo).json() == {"dispensations": []}
+    assert http.get("/_sandbox/state").json()["requests"]["dp"] == 3
+
+
+def test_dp_refuses_an_unknown_card_and_a_malformed_request(http: httpx.Client) -> None:
+    stranger = _dp_card("durand", birth_date="1990-01-01", since=DAY)
+    answer = http.post("/dp/consult", json=stranger)
+    assert answer.status_code == 404 and answer.json()["code"] == "DP_UNKNOWN"
+    assert "carte Vitale" in answer.json()["message"]
+    assert http.post("/dp/consult", json=_dp_card("durand", since="15/06/2026")).status_code == 400
+    assert http.post("/dp/consult", json=_dp_card("durand")).status_code == 400  # no "since"
+
+
+def test_dp_feed_is_idempotent_and_shows_in_the_next_consult(http: httpx.Client) -> None:
+    feed = _dp_card(
+        "ald",
+        dispensed_on=DAY,
+        pharmacy={"finess": "750000010", "name": "Pharmacie du Bac à sable"},
+        lines=[{"cip13": pop.METFORMINE_850, "quantity": 1, "lot": "M42"}],
+    )
+    assert http.post("/dp/dispensations", json=feed).status_code == 400  # no Idempotency-Key
+    first = http.post("/dp/dispensations", json=feed, headers={"Idempotency-Key": "dp:7:box"})
+    assert first.status_code == 201 and first.json()["status"] == "recorded"
+    again = http.post("/dp/dispensations", json=feed, headers={"Idempotency-Key": "dp:7:box"})
+    assert again.json() == first.json() and again.headers["Idempotent-Replay"] == "true"
+    state = http.get("/_sandbox/state").json()
+    assert len(state["dp_dispensations"]) == 1 and state["dp_dispensations"][0]["lines"][0]["lot"] == "M42"
+    found = http.post("/dp/consult", json=_dp_card("ald", since="2026-06-01")).json()["dispensations"]
+    assert found == [
+        {
+            "day": DAY,
+            "cip13": pop.METFORMINE_850,
+            "label": "METFORMINE ARROW 850 mg cp B/90",
+            "quantity": 1,
+            "pharmacy": "Pharmacie du Bac à sable",
+        }
+    ]
+    anonymous = http.post(
+        "/dp/dispensations", json={**feed, "pharmacy": {"name": "?"}}, headers={"Idempotency-Key": "dp:8:box"}
+    )
+    assert anonymous.status_code == 422 and anonymous.json()["code"] == "DP_PHARMACY_UNKNOWN"
+    empty = http.post("/dp/dispensations", json={**feed, "lines": []}, headers={"Idempotency-Key": "dp:9:box"})
+    assert empty.status_code == 400
+    assert http.post("/_sandbox/reset").status_code == 200
+    assert http.get("/_sandbox/state").json()["dp_dispensations"] == []
+
+
+def test_dp_has_the_usual_fault_switches(http: httpx.Client) -> None:
+    _fault(http, service="dp", error_status=503, times=1)
+    assert http.post("/dp/consult", json=_dp_card("durand", since=DAY)).status_code == 503
+    assert http.post("/dp/consult", json=_dp_card("durand", since=DAY)).status_code == 200
+    _fault(http, service="dp", latency_ms=1500)
+    with pytest.raises(httpx.ReadTimeout):
+        http.post("/dp/consult", json=_dp_card("durand", since=DAY), timeout=0.2)
+    assert http.get("/_sandbox/state").json()["requests"]["dp"] == 3

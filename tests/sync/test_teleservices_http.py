@@ -421,3 +421,85 @@ def test_insi_over_mutual_tls_with_the_pharmacy_certificate(pki: Pki, https_sand
     ):
         anonymous.insi_search_card(pop.person("petit-lucas").beneficiary)
     assert sandbox.state.requests["insi"] == 2
+
+
+# --- Dossier Pharmaceutique (invented JSON: the real protocol is not public)
+
+
+def _dp_feed(key: str, **changes: Any) -> dict[str, Any]:
+    b = pop.person(key).beneficiary
+    return {
+        "nir": b.nir,
+        "holder_nir": b.holder_nir,
+        "rank": b.rank,
+        "birth_date": b.traits.birth_date.isoformat(),
+        "dispensed_on": DAY.isoformat(),
+        "pharmacy": {"finess": "750000010", "name": "Pharmacie du Bac à sable"},
+        "lines": [{"cip13": pop.DOLIPRANE_1000, "quantity": 2, "lot": "L1"}],
+        **changes,
+    }
+
+
+def test_dp_consult_lists_the_dispensations_since_the_day_asked(ts: HttpTeleservices, server: SandboxServer) -> None:
+    durand = pop.person("durand").beneficiary
+    recent = ts.dp_consult(durand, date(2026, 2, 11))
+    assert [(e.day, e.cip13, e.quantity) for e in recent] == [
+        (date(2026, 5, 22), pop.CETIRIZINE_10, 1),
+        (date(2026, 4, 9), pop.OMEPRAZOLE_20, 2),
+        (date(2026, 3, 2), pop.DOLIPRANE_1000, 2),
+    ]
+    assert recent[0].label == "CETIRIZINE ARROW 10 mg cp B/7" and recent[0].pharmacy == "Pharmacie de la Gare, Lyon"
+    assert len(ts.dp_consult(durand, date(2025, 6, 1))) == 5  # the older ones, in Paris
+    assert ts.dp_consult(pop.person("corsica").beneficiary, date(2025, 1, 1)) == []
+    assert server.state.requests["dp"] == 3
+
+
+def test_dp_consult_refuses_a_card_it_does_not_know_and_is_not_retried(
+    ts: HttpTeleservices, server: SandboxServer
+) -> None:
+    import dataclasses
+
+    durand = pop.person("durand").beneficiary
+    stranger = dataclasses.replace(durand, traits=dataclasses.replace(durand.traits, birth_date=date(1990, 1, 1)))
+    with pytest.raises(TeleserviceRefused) as info:
+        ts.dp_consult(stranger, DAY)
+    assert info.value.code == "DP_UNKNOWN" and "carte Vitale" in info.value.message
+    # a child on their mother's card, named by her NIR: told apart by birth date and rank (the twins)
+    noah = pop.person("petit-noah").beneficiary
+    assert ts.dp_consult(dataclasses.replace(noah, nir=noah.holder_nir), DAY) == []
+    twin = dataclasses.replace(noah, nir=noah.holder_nir, rank=3)
+    with pytest.raises(TeleserviceRefused):
+        ts.dp_consult(twin, DAY)
+    _fault(server, service="dp", error_status=503, times=1)
+    with pytest.raises(TeleserviceUnavailable, match="HTTP 503"):
+        ts.dp_consult(pop.person("durand").beneficiary, DAY)
+    assert server.state.requests["dp"] == 4
+
+
+def test_a_fed_dispensation_is_recorded_once_and_shows_in_the_next_consult(
+    ts: HttpTeleservices, server: SandboxServer, sleeps: list[float]
+) -> None:
+    _fault(server, service="dp", drop_response=True, times=1)
+    answer = ts.deliver("dp", "dp:1:box-a", _dp_feed("durand"))
+    assert answer["status"] == "recorded" and answer["lines"] == 1 and sleeps == [0.2]
+    assert ts.deliver("dp", "dp:1:box-a", _dp_feed("durand")) == answer  # replayed, not recorded again
+    state = server.state.snapshot()
+    assert len(state["dp_dispensations"]) == 1 and state["dp_dispensations"][0]["key"] == "dp:1:box-a"
+    today = ts.dp_consult(pop.person("durand").beneficiary, DAY)
+    assert [(e.day, e.label, e.quantity, e.pharmacy) for e in today] == [
+        (DAY, "DOLIPRANE 1000 mg cp B/8", 2, "Pharmacie du Bac à sable")
+    ]
+
+
+def test_dp_feed_refusals_are_not_retried(ts: HttpTeleservices, server: SandboxServer, sleeps: list[float]) -> None:
+    with pytest.raises(TeleserviceRefused) as unknown:
+        ts.deliver("dp", "dp:2", _dp_feed("durand", birth_date="1990-01-01"))
+    assert unknown.value.code == "DP_UNKNOWN"
+    with pytest.raises(TeleserviceRefused) as anonymous:
+        ts.deliver("dp", "dp:3", _dp_feed("durand", pharmacy={"finess": "", "name": "?"}))
+    assert anonymous.value.code == "DP_PHARMACY_UNKNOWN"
+    with pytest.raises(TeleserviceRefused) as reused:
+        ts.deliver("dp", "dp:4", _dp_feed("durand"))
+        ts.deliver("dp", "dp:4", _dp_feed("ald"))
+    assert reused.value.code == "KEY_REUSED"
+    assert sleeps == [] and server.state.requests["dp"] == 4

@@ -143,6 +143,7 @@ def screens(config: KioskConfig, out: Path) -> dict[str, Any]:
             png = driver.screenshot(out / f"{state.name}.png")
             facts = widget_facts(driver)
             facts.update(name=state.name, screen=vm.screen, png=str(png), panel_open=vm.panel_open)
+            facts["dp_rows"] = len(vm.dp_rows)  # the panel holds them even while it is closed
             result["states"].append(facts)
 
     return play(config, vm, script)

@@ -44,6 +44,8 @@ BASE: dict[str, Any] = {
     "later": [],
     "recent_claims": [],
     "interrupted": None,
+    "dp": None,
+    "mailbox": False,
 }
 PATIENT = {"first_names": "MARIE CLAIRE", "birth_name": "DURAND", "birth_date": "12/03/1968"}
 AMO = {"source": "adri", "valid": True, "valid_to": "31/12/2029", "ald": False, "c2s": False}
@@ -93,6 +95,25 @@ HOMONYMS = [
     {"first_names": "NADIA", "birth_name": "PETIT", "sex": "F", "birth_date": "04/07/1990", "birth_place": "69123"},
 ]
 TRAITS = [{"trait": "birth_name", "label": "Nom de naissance", "on_file": "DURANT", "now": "DURAND"}]
+DP_HISTORY = [
+    {
+        "day": "22/05/2026",
+        "label": "CETIRIZINE ARROW 10 mg cp B/7",
+        "quantity": 1,
+        "pharmacy": "Pharmacie de la Gare, Lyon",
+    },
+    {
+        "day": "09/04/2026",
+        "label": "OMEPRAZOLE MYLAN 20 mg gél B/28",
+        "quantity": 2,
+        "pharmacy": "Pharmacie des Chartrons, Bordeaux",
+    },
+    {"day": "02/03/2026", "label": "DOLIPRANE 1000 mg cp B/8", "quantity": 2, "pharmacy": "Pharmacie de la Gare, Lyon"},
+]
+DP_CONSULTED = {"consent": True, "consulted": True, "history": DP_HISTORY}
+"""The Dossier Pharmaceutique consulted, as ``Counter.view()`` gives it while an operator is logged in."""
+DP_LABELS = ("Dossier pharmaceutique", "CETIRIZINE", "OMEPRAZOLE", "Pharmacie de la Gare", "Chartrons", "22/05/2026")
+"""What of the DP the panel shows and no patient screen may."""
 
 
 def pending(act: str, **changes: Any) -> dict[str, Any]:
@@ -519,6 +540,49 @@ STATES = [
         "assign_box:2",
         message="CLAMOXYL 1 g cp B/6 : à quelle ligne correspond cette boîte ?",
         panel="work",
+    ),
+    ScreenState(
+        "panel-dp-consent",
+        view(
+            step="rights",
+            patient=PATIENT,
+            rights={"amo": AMO, "amc": AMC},
+            operator=True,
+            dp={"consent": None, "consulted": False, "history": []},
+        ),
+        "rights",
+        "Dossier pharmaceutique : accord du patient ?",
+        "dp_consent",
+        panel="work",
+    ),
+    ScreenState(
+        "panel-dp",
+        view(step="rights", patient=PATIENT, rights={"amo": AMO, "amc": AMC}, operator=True, dp=DP_CONSULTED),
+        "rights",
+        "Dossier pharmaceutique : 3 délivrance(s)",
+        "dp_consult",
+        message="Dossier pharmaceutique : 3 délivrance(s)",
+        kind="intent:dp_consult",
+        panel="work",
+    ),
+    ScreenState(
+        "rights-dp-consulted",
+        view(step="rights", patient=PATIENT, rights={"amo": AMO, "amc": AMC}, operator=True, dp=DP_CONSULTED),
+        "rights",
+        "Assurance Maladie : droits ouverts jusqu'au 31/12/2029",
+        "continue",
+        message="Dossier pharmaceutique : 3 délivrance(s)",
+        kind="intent:dp_consult",
+        extra={"unlocked": True, "operator_name": "alice"},
+    ),
+    ScreenState(
+        "prescription-dp-consulted",
+        prescription_to_confirm(operator=True, dp=DP_CONSULTED),
+        "prescription",
+        "Au nom de Marie DURAND, 12/03/1968",
+        "open_panel",
+        "secondary",
+        extra={"unlocked": True, "operator_name": "alice"},
     ),
     ScreenState(
         "attract-after-stop",

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from tests.ui.conftest import finish_windowed, start_windowed
-from tests.ui.states import STATES
+from tests.ui.states import DP_LABELS, STATES
 from ui import theme
 
 DISPLAYS = {
@@ -157,6 +157,27 @@ def test_the_patient_reads_for_whom_the_prescription_is(rendered: dict[str, Any]
         assert "Le pharmacien vérifie votre ordonnance…" in texts
 
 
+@pytest.mark.parametrize("name", ["rights-dp-consulted", "prescription-dp-consulted"])
+def test_the_patient_screens_never_show_the_dossier_pharmaceutique(rendered: dict[str, Any], name: str) -> None:
+    """The DP was consulted and the pharmacist is still logged in: the panel (closed) holds its list,
+    the patient's screen shows nothing of it, not even the count the DP answered."""
+    for display in DISPLAYS:
+        facts = _state(rendered, display, name)
+        assert not facts["panel_open"] and facts["dp_rows"] == 3
+        texts = " ".join(facts["texts"])
+        for label in DP_LABELS:
+            assert label not in texts, (display, label, texts)
+        assert "dp_consult" not in {b["intent"] for b in facts["buttons"]}
+
+
+def test_the_panel_lists_the_dossier_pharmaceutique(rendered: dict[str, Any]) -> None:
+    for display in DISPLAYS:
+        texts = " ".join(_state(rendered, display, "panel-dp")["texts"])
+        for label in DP_LABELS:
+            assert label in texts, (display, label)
+        assert "1 × CETIRIZINE ARROW 10 mg cp B/7" in texts and "2 × OMEPRAZOLE MYLAN 20 mg gél B/28" in texts
+
+
 def _intents(facts: dict[str, Any]) -> set[str]:
     return {b["intent"] for b in facts["buttons"] if not b["disabled"]}
 
@@ -188,6 +209,8 @@ def test_the_panel_holds_every_professional_act(rendered: dict[str, Any]) -> Non
         "panel-enter-lines": {"enter_line:0", "reject_prescription"},
         "panel-assign-box": {"assign_box:1", "assign_box:2", "remove_box"},
         "panel-work": {"validate", "annotate:0"},
+        "panel-dp-consent": {"dp_consent", "dp_refuse"},
+        "panel-dp": {"dp_consult"},
     }
     for display in DISPLAYS:
         for name, intents in expected.items():

@@ -107,7 +107,7 @@ def test_a_colleague_pharmacist_lifts_the_lock_under_their_name_a_preparer_canno
     _wrong_pins(box, 5, clock)
     assert box.intent("login", operator="bruno", pin="1357").accepted
     refused = box.intent("unlock_operator", operator="alice")
-    assert not refused.accepted and refused.message == msg.NEED_PHARMACIST
+    assert not refused.accepted and refused.message == msg.ACT_NOT_ALLOWED
 
     assert box.intent("login", operator="carole", pin="8642").accepted
     outcome = box.intent("unlock_operator", operator="alice")
