@@ -23,6 +23,7 @@ from typing import Any
 from appliance.codes.kinds import CodeKind
 from appliance.codes.reader import CodeReader
 from appliance.domain import Role
+from appliance.psc import ProfessionalIdentity, PscError
 from appliance.teleservices import Teleservices
 from appliance.workflow.events import CardInserted, CardRemoved, Event, Intent, NetworkChanged, Scanned, Tick
 from appliance.workflow.machine import Counter, Outcome
@@ -122,6 +123,8 @@ class ScenarioRunner:
         db_state: Callable[[], dict[str, Any]],
         set_fault: Callable[[Any], None],
         mail_state: Callable[[], dict[str, Any]] | None = None,
+        *,
+        psc_login: Callable[[str, bool], ProfessionalIdentity] | None = None,
     ) -> None:
         self.counter = counter
         self.reader = reader
@@ -132,6 +135,8 @@ class ScenarioRunner:
         self.db_state = db_state
         self.set_fault = set_fault
         self.mail_state = mail_state
+        self.psc_login = psc_login
+        """A whole e-CPS login against the sandbox Pro Santé Connect, its phone answering yes or no."""
         self.last: Outcome | None = None
         self.transcript = Transcript()
 
@@ -178,6 +183,9 @@ class ScenarioRunner:
             report = self.deliver()
             self.transcript.entries.append({"line": number, "sync": report})
             return
+        if "psc" in line:
+            self._psc(number, line["psc"])
+            return
         event = self._event(line)
         self.last = self.counter.handle(event)
         if isinstance(event, NetworkChanged) and event.online:
@@ -196,6 +204,29 @@ class ScenarioRunner:
             {
                 "line": number,
                 "event": _printable(line),
+                "accepted": self.last.accepted,
+                "step": self.last.step.value,
+                "message": self.last.message,
+            }
+        )
+
+    def _psc(self, number: int, spec: Any) -> None:
+        """An e-CPS login played whole: the CIBA request, the phone's answer, the polling and the ID
+        token's checks, then ``psc_login`` with the RPPS the token proves (nothing when it fails)."""
+        if not isinstance(spec, dict) or not isinstance(spec.get("rpps"), str):
+            raise ScriptError('psc: {"rpps": "11 digits", "approve": true or false}')
+        if self.psc_login is None:
+            raise ScriptError("psc: this run has no Pro Santé Connect")
+        try:
+            identity = self.psc_login(spec["rpps"], bool(spec.get("approve", True)))
+        except PscError as refusal:
+            self.last = Outcome(False, self.counter.step, refusal.message)
+        else:
+            self.last = self.counter.handle(Intent("psc_login", {"rpps": identity.rpps, "name": identity.display_name}))
+        self.transcript.entries.append(
+            {
+                "line": number,
+                "psc": spec,
                 "accepted": self.last.accepted,
                 "step": self.last.step.value,
                 "message": self.last.message,
@@ -322,6 +353,21 @@ class CounterRig:
             operator_id = operators.add_operator(self.db, name, role, pin)
         if rpps is not None:
             operators.set_rpps(self.db, operator_id, rpps, by=None)
+
+    def psc_login(self, rpps: str, approve: bool) -> ProfessionalIdentity:
+        """An e-CPS login against the sandbox Pro Santé Connect with the kiosk's own client: the
+        backchannel request, the phone validating (or refusing), the polling, the ID token verified."""
+        import httpx
+
+        from sandbox.psc import CLIENT_ID, CLIENT_SECRET, ISSUER_PATH
+        from sync.psc import PscClient, PscSettings
+
+        settings = PscSettings(self.base_url + ISSUER_PATH, CLIENT_ID, CLIENT_SECRET, timeout_s=2.0, max_wait_s=30.0)
+        with PscClient(settings) as client:
+            pending = client.start(rpps)
+            answer = f"{self.base_url}/_sandbox/psc/{'approve' if approve else 'deny'}"
+            httpx.post(answer, json={"auth_req_id": pending.auth_req_id}, timeout=5.0).raise_for_status()
+            return client.wait(pending)
 
     def operator_names(self) -> list[str]:
         """Active operators, by name, for the kiosk's login pad."""
@@ -571,6 +617,7 @@ def run_scenario(
             rig.db_state,
             rig.set_fault,
             mail_state=rig.mail_state,
+            psc_login=rig.psc_login,
         )
         try:
             for number, line in lines:

@@ -35,6 +35,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeGuard
 from urllib.parse import urlencode
 
@@ -76,8 +77,10 @@ __all__ = [
     "PscMismatch",
     "PscRefused",
     "PscSettings",
+    "PscSettingsError",
     "PscUnavailable",
     "PscUnknownUser",
+    "settings_from_table",
 ]
 
 log = logging.getLogger(__name__)
@@ -145,10 +148,103 @@ class PscSettings:
         for name in ("timeout_s", "max_wait_s"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
+        try:
+            self.binding_message.format(code="0000")
+        except (KeyError, IndexError, ValueError):
+            raise ValueError("binding_message: {code} is the only name it may hold in braces") from None
 
     @property
     def discovery(self) -> str:
         return self.discovery_url or self.issuer.rstrip("/") + "/.well-known/openid-configuration"
+
+
+class PscSettingsError(ValueError):
+    """A ``[psc]`` table that cannot be used; the message names the table and the key."""
+
+
+_TABLE_KEYS = (
+    "enabled",
+    "issuer",
+    "discovery_url",
+    "client_id",
+    "client_secret_file",
+    "auth_method",
+    "ca",
+    "cert",
+    "key",
+    "scope",
+    "acr_values",
+    "binding_message",
+    "requested_expiry",
+    "timeout_s",
+    "max_wait_s",
+)
+
+
+def settings_from_table(table: Mapping[str, Any], where: str = "psc") -> PscSettings | None:
+    """The kiosk's ``[psc]`` table (``systemd/kiosk.toml.example``); None when ``enabled = false``.
+
+    The client secret is read from ``client_secret_file`` now (a file of the box, mode 0600), so a
+    missing one stops the kiosk before any window opens. TLS is always verified: against ``ca`` when
+    given, else the system's trust store; ``cert``/``key`` add the pharmacy's client certificate.
+    """
+    unknown = sorted(set(table) - set(_TABLE_KEYS))
+    if unknown:
+        raise PscSettingsError(f"[{where}] unknown key(s): {', '.join(unknown)} (known: {', '.join(_TABLE_KEYS)})")
+    enabled = table.get("enabled", True)
+    if not isinstance(enabled, bool):
+        raise PscSettingsError(f"[{where}] enabled must be true or false")
+    if not enabled:
+        return None
+
+    def text(key: str, default: str | None = None) -> str | None:
+        value = table.get(key, default)
+        if value is not None and (not isinstance(value, str) or not value.strip()):
+            raise PscSettingsError(f"[{where}] {key} must be a non-empty string")
+        return value.strip() if isinstance(value, str) else None
+
+    issuer, client_id = text("issuer"), text("client_id")
+    if issuer is None or client_id is None:
+        raise PscSettingsError(f"[{where}] issuer and client_id are required (given by the ANS for this service)")
+    loopback = issuer.startswith(("http://127.0.0.1", "http://localhost"))
+    if not issuer.startswith("https://") and not loopback:
+        raise PscSettingsError(f"[{where}] issuer must be an https:// URL")
+    secret = None
+    secret_file = text("client_secret_file")
+    if secret_file is not None:
+        try:
+            secret = Path(secret_file).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise PscSettingsError(f"[{where}] client_secret_file {secret_file}: {exc.strerror or exc}") from None
+        if not secret:
+            raise PscSettingsError(f"[{where}] client_secret_file {secret_file} is empty")
+    cert, key = text("cert"), text("key")
+    if (cert is None) != (key is None):
+        raise PscSettingsError(f"[{where}] cert and key go together (client certificate and its key)")
+    options: dict[str, Any] = {}
+    for name in ("discovery_url", "auth_method", "scope", "acr_values", "binding_message"):
+        if (value := text(name)) is not None:
+            options[name] = value
+    for name in ("timeout_s", "max_wait_s", "requested_expiry"):
+        if name in table:
+            value = table[name]
+            if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
+                raise PscSettingsError(f"[{where}] {name} must be a positive number of seconds")
+            options[name] = int(value) if name == "requested_expiry" else float(value)
+    if "{code}" not in options.get("binding_message", "{code}"):
+        raise PscSettingsError(f"[{where}] binding_message must contain {{code}} (the number the phone shows)")
+    ca = text("ca")
+    try:
+        return PscSettings(
+            issuer=issuer,
+            client_id=client_id,
+            client_secret=secret,
+            verify=ca if ca is not None else True,
+            cert=(cert, key) if cert is not None and key is not None else None,
+            **options,
+        )
+    except ValueError as exc:
+        raise PscSettingsError(f"[{where}] {exc}") from None
 
 
 Pause = Callable[[float, "threading.Event | None"], bool]

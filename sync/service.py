@@ -91,6 +91,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from appliance.delivery import (
     BACKOFFICE_STREAMS,
+    MAIL_STREAMS,
     TELESERVICE_STREAMS,
     deliver_mail,
     deliver_pending,
@@ -390,8 +391,23 @@ class SyncService:
         self._telemetry_due = self.clock() + (self.telemetry_interval() if error is None else 5.0)
         return error is None
 
+    def _streams(self) -> list[str]:
+        """The outbox streams this process delivers, as configured: a stream nobody drains here (no
+        ``[mssante]``, say) must not keep the loop from sleeping."""
+        streams: list[str] = list(BACKOFFICE_STREAMS) if self.link is not None else []
+        if self.records is not None and self.teleservices is not None:
+            streams += TELESERVICE_STREAMS
+        if self.records is not None and self.mail is not None:
+            streams += MAIL_STREAMS
+        return streams
+
     def _next_due(self) -> float:
-        row = self.db.conn.execute("SELECT min(next_attempt_at) FROM outbox WHERE delivered_at IS NULL").fetchone()
+        streams = self._streams()
+        marks = ",".join("?" for _ in streams)
+        row = self.db.conn.execute(
+            f"SELECT min(next_attempt_at) FROM outbox WHERE delivered_at IS NULL AND stream IN ({marks})",  # noqa: S608
+            streams,
+        ).fetchone()
         due = float(row[0]) if row and row[0] is not None else float("inf")
         if self.link is not None and self.link.connected:
             due = min(due, self._telemetry_due)

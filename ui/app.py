@@ -107,6 +107,7 @@ def build_app(
             self.panel = PharmacistPanel()
             vm.bind(screen=self._show_screen, panel_open=self._show_panel)
             vm.bind(pin_for=self._show_panel_page, unlocked=self._show_panel_page, claims_open=self._show_panel_page)
+            vm.bind(ecps_waiting=self._show_panel_page)
             self._show_screen()
             self._show_panel_page()
             self._show_panel()  # a result applied before the window existed may have opened it
@@ -123,7 +124,9 @@ def build_app(
             self.kiosk.ids.sm.current = vm.screen
 
         def _show_panel_page(self, *_: Any) -> None:
-            if vm.pin_for:
+            if vm.ecps_waiting:
+                page = "ecps"
+            elif vm.pin_for:
                 page = "pin"
             elif vm.unlocked:
                 page = "claims" if vm.claims_open else "work"

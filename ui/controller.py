@@ -123,6 +123,11 @@ class KioskController:
 
         self._submit("intent:cps_login", job, self._now())
 
+    def psc_login(self, rpps: str, name: str) -> None:
+        """Log in the professional whose e-CPS validated on their phone: sent by :class:`ui.ecps.EcpsLogin`
+        only once Pro Santé Connect's ID token for this login was verified (the RPPS is the token's)."""
+        self._submit("intent:psc_login", lambda: Intent("psc_login", {"rpps": rpps, "name": name}), self._now())
+
     def started(self) -> None:
         """Once, when the kiosk starts: the core looks for a bill a power cut hid from its patient."""
         self._submit("started", Started, self._now(), quiet=True)

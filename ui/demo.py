@@ -36,6 +36,7 @@ DEMO_BOXES = (
     ("3400930000649", "DEMO0003", "2027-09-30"),
 )
 PIN = "2468"
+ALICE_RPPS = "10000000007"
 
 
 def has_display() -> bool:
@@ -189,6 +190,23 @@ def demo_session(kiosk: Kiosk, driver: KioskDriver, transcript: Transcript) -> S
     yield from touch("close_claims")
     yield from touch("lock")
 
+    # the pharmacist logs in with her e-CPS: Pro Santé Connect asks her phone (CIBA), she validates there
+    phone = kiosk.phone
+    if phone is None:
+        raise RuntimeError("the demo kiosk has no sandbox phone")
+    yield from touch("open_panel")
+    yield from touch("operator:alice")
+    yield from shot("code personnel, ou e-CPS (téléphone)")
+    yield from touch("ecps")
+    yield lambda: bool(vm.ecps_code)
+    yield from shot("e-CPS : validez sur votre téléphone")
+    pending = [r for r in phone.requests() if r["status"] == "pending"]
+    transcript.note(f"   téléphone d'alice : « {pending[-1]['binding_message']} » → validé")
+    phone.approve(ALICE_RPPS)
+    yield lambda: vm.unlocked
+    yield from shot("e-CPS validée : espace pharmacien ouvert")
+    yield from touch("lock")
+
     devices.remove_card()
     kiosk.controller.network(False)
     devices.insert_card("ald")
@@ -209,6 +227,8 @@ def demo_session(kiosk: Kiosk, driver: KioskDriver, transcript: Transcript) -> S
 
 
 def _panel_page(vm: Any) -> str:
+    if vm.ecps_waiting:
+        return "ecps"
     if vm.pin_for:
         return "pin"
     if not vm.unlocked:
@@ -263,6 +283,16 @@ def run_kiosk_demo(out: Path, *, windowed: bool | None = None, preset: str = "80
     return status["code"]
 
 
+def _phone(kiosk: Kiosk, *, approve: bool) -> None:
+    """The professional answers on the phone: the newest pending e-CPS request (windowed demo)."""
+    if kiosk.phone is None:
+        return
+    pending = [r for r in kiosk.phone.requests() if r["status"] == "pending"]
+    if pending:
+        rpps = str(pending[-1]["rpps"])
+        (kiosk.phone.approve if approve else kiosk.phone.deny)(rpps)
+
+
 def _dev_panel(kiosk: Kiosk) -> Any:
     """Buttons that play the devices (windowed demo only)."""
     from kivy.factory import Factory
@@ -306,6 +336,8 @@ def _dev_panel(kiosk: Kiosk) -> Any:
         ("Téléservices lents (1,5 s)", lambda: kiosk.rig.set_fault({"service": "*", "latency_ms": 1500})),
         ("Téléservices normaux", lambda: kiosk.rig.set_fault("clear")),
         ("Inactivité (+2 min)", lambda: kiosk.clock.advance(121)),
+        ("Téléphone : valider l'e-CPS", lambda: _phone(kiosk, approve=True)),
+        ("Téléphone : refuser l'e-CPS", lambda: _phone(kiosk, approve=False)),
     ]
     panel = DevPanel(size_hint_x=1)
     for label, action in actions:

@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable
 from typing import Protocol
 
-from appliance.psc import PscCancelled, PscError, ProfessionalLogin
+from appliance.psc import ProfessionalLogin, PscCancelled, PscError
 from ui.worker import Post
 
 log = logging.getLogger(__name__)

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
 from appliance.codes.reader import CodeReader
 from appliance.domain import Role
@@ -22,10 +23,13 @@ from appliance.workflow.events import CardInserted
 from ui.clock import KioskClock
 from ui.config import KioskConfig
 from ui.controller import KioskController
+from ui.ecps import EcpsLogin
 from ui.viewmodel import KioskViewModel
 from ui.worker import CounterWorker, Post
 
 DEMO_OPERATORS = (("alice", Role.PHARMACIEN, "2468"), ("bruno", Role.PREPARATEUR, "1357"))
+DEMO_RPPS = {"alice": "10000000007", "bruno": "10000000015"}
+"""Their RPPS, for the CPS and the e-CPS login (the sandbox Pro Santé Connect knows both)."""
 
 
 @dataclass
@@ -36,6 +40,34 @@ class Kiosk:
     clock: KioskClock
     config: KioskConfig
     devices: SimulatedDevices
+    phone: SandboxPhone | None = None
+    """The professionals' phone (e-CPS), played through the sandbox Pro Santé Connect."""
+
+
+class SandboxPhone:
+    """The e-CPS app on the professional's phone: the sandbox provider's test controls validate or refuse
+    the pending backchannel request (``/_sandbox/psc/approve``, ``/deny``)."""
+
+    def __init__(self, base_url: str) -> None:
+        self.control = f"{base_url}/_sandbox/psc"
+
+    def requests(self) -> list[dict[str, object]]:
+        import httpx
+
+        answer = httpx.get(f"{self.control}/requests", timeout=2.0)
+        answer.raise_for_status()
+        return list(answer.json()["requests"])
+
+    def approve(self, rpps: str) -> None:
+        self._answer("approve", rpps)
+
+    def deny(self, rpps: str) -> None:
+        self._answer("deny", rpps)
+
+    def _answer(self, verb: str, rpps: str) -> None:
+        import httpx
+
+        httpx.post(f"{self.control}/{verb}", json={"rpps": rpps}, timeout=2.0).raise_for_status()
 
 
 class SimulatedDevices:
@@ -80,6 +112,7 @@ def kiosk_against_sandbox(
     db_path: Path | None = None,
     sandbox_url: str | None = None,
     operators: Sequence[tuple[str, Role, str]] = DEMO_OPERATORS,
+    rpps: Mapping[str, str] = DEMO_RPPS,
     start: datetime | None = START,
     population: object = None,
 ) -> Iterator[Kiosk]:
@@ -105,14 +138,16 @@ def kiosk_against_sandbox(
         timeout=config.expected_call_s,
     )
 
-    def open_rig() -> tuple[CounterRig, list[str]]:
+    def open_rig() -> tuple[CounterRig, list[str], dict[str, str]]:
+        from appliance.store.operators import rpps_by_name
+
         rig = rig_context.__enter__()
         for name, role, pin in operators:
-            rig.add_operator(name, role, pin)
-        return rig, rig.operator_names()
+            rig.add_operator(name, role, pin, rpps.get(name))
+        return rig, rig.operator_names(), rpps_by_name(rig.db)
 
     try:
-        rig, names = worker.call(open_rig)
+        rig, names, rpps_of = worker.call(open_rig)
     except BaseException:
         worker.stop()
         raise
@@ -135,9 +170,25 @@ def kiosk_against_sandbox(
         )
         controller.listener = vm
         vm.set_operators(names)
+        vm.set_operator_rpps(rpps_of)
         vm.products = [(p.name, p.cip13) for p in rig.counter.products][:8]
+        psc, ecps = sandbox_ecps(rig.base_url, controller, post)
+        vm.ecps, vm.ecps_ready = ecps, True
         controller.started()  # a bill cut off by the last stop opens the pharmacist's panel
-        yield Kiosk(rig, controller, vm, clock, config, SimulatedDevices(controller))
+        try:
+            yield Kiosk(rig, controller, vm, clock, config, SimulatedDevices(controller), SandboxPhone(rig.base_url))
+        finally:
+            ecps.stop()
+            psc.close()
     finally:
         worker.call(lambda: rig_context.__exit__(None, None, None))
         worker.stop()
+
+
+def sandbox_ecps(base_url: str, controller: KioskController, post: Post) -> tuple[Any, EcpsLogin]:
+    """The e-CPS login against the sandbox Pro Santé Connect (its test client credentials)."""
+    from sandbox.psc import CLIENT_ID, CLIENT_SECRET, ISSUER_PATH
+    from sync.psc import PscClient, PscSettings
+
+    client = PscClient(PscSettings(base_url + ISSUER_PATH, CLIENT_ID, CLIENT_SECRET, timeout_s=2.0))
+    return client, EcpsLogin(client, controller.psc_login, post)

@@ -42,6 +42,7 @@ if TYPE_CHECKING:  # Kivy (through the view model) is loaded by the kiosk comman
     from drivers.serial_scanner import SerialScannerConfig
     from drivers.worker import DriverThread
     from sync.insi_soap import InsiSettings
+    from sync.psc import PscSettings
     from ui.viewmodel import KioskViewModel
 
 log = logging.getLogger(__name__)
@@ -92,13 +93,15 @@ class ProductionConfig:
     kiosk: KioskConfig = field(default_factory=KioskConfig)
     counter: CounterSettings = field(default_factory=CounterSettings)
     """The workflow's own settings: qualification visits, patient idle timeout, operator login idle time."""
+    psc: PscSettings | None = None
+    """``[psc]``: Pro Santé Connect, for the panel's e-CPS login (CIBA); None: PIN and CPS only."""
 
 
 # ---------------------------------------------------------------------------------------------------------
 # The configuration file
 # ---------------------------------------------------------------------------------------------------------
 
-_TOP = {"store", "teleservices", "scanners", "cards", "kiosk", "counter"}
+_TOP = {"store", "teleservices", "scanners", "cards", "kiosk", "counter", "psc"}
 
 
 def load_config(path: Path, env: Mapping[str, str] | None = None) -> ProductionConfig:
@@ -181,6 +184,16 @@ def _parse(data: Mapping[str, Any], env: Mapping[str, str]) -> ProductionConfig:
 
     counter: CounterSettings = _build(CounterSettings, _table(data, "counter"), "counter")
 
+    psc = None
+    if "psc" in data:
+        from sync.psc import PscSettingsError
+        from sync.psc import settings_from_table as psc_settings
+
+        try:
+            psc = psc_settings(_table(data, "psc"))
+        except PscSettingsError as exc:
+            raise KioskConfigError(str(exc)) from None
+
     scanners = _table(data, "scanners")
     _no_unknown(scanners, {"keyboard_wedge", "serial", "camera"}, "scanners")
     return ProductionConfig(
@@ -200,6 +213,7 @@ def _parse(data: Mapping[str, Any], env: Mapping[str, str]) -> ProductionConfig:
         cards=enabled,
         kiosk=kiosk,
         counter=counter,
+        psc=psc,
     )
 
 
@@ -339,6 +353,8 @@ class Production:
     _close_store: Callable[[], None]
     camera_frames: Any = None
     """The camera's frame source, opened and closed on the Kivy main thread."""
+    _close_psc: Callable[[], None] | None = None
+    """Ends an e-CPS wait in progress and closes the Pro Santé Connect client."""
     _closed: bool = False
 
     def start_devices(self) -> None:
@@ -355,6 +371,8 @@ class Production:
         self._closed = True
         if self.camera_frames is not None:
             self.camera_frames.close()
+        if self._close_psc is not None:
+            self._close_psc()
         for driver in self.drivers:
             try:
                 driver.stop()
@@ -384,7 +402,7 @@ def build_production(config: ProductionConfig, post: Post) -> Production:
     worker = CounterWorker(post)
     worker.start()
 
-    def open_core() -> tuple[Counter, Any, list[str]]:
+    def open_core() -> tuple[Counter, Any, list[str], dict[str, str]]:
         if not config.key.exists():
             raise KioskConfigError(f"field key {config.key} is missing (created at installation, never here)")
         cipher = FieldCipher.load(config.key)
@@ -399,10 +417,10 @@ def build_production(config: ProductionConfig, post: Post) -> Production:
         records = CounterRecords(db, cipher, time.time, backoffice_events=config.backoffice_events)
         products = ProductTable.load(config.products or DEFAULT_PRODUCTS_PATH)
         counter = Counter(records, teleservices, products, clock=time.time, settings=config.counter)
-        return counter, db, [op.name for op in operators.list_operators(db)]
+        return counter, db, [op.name for op in operators.list_operators(db)], operators.rpps_by_name(db)
 
     try:
-        counter, db, names = worker.call(open_core)
+        counter, db, names, rpps_of = worker.call(open_core)
     except BaseException:
         worker.stop()
         raise
@@ -418,7 +436,9 @@ def build_production(config: ProductionConfig, post: Post) -> Production:
     )
     controller.listener = vm
     vm.set_operators(names)
+    vm.set_operator_rpps(rpps_of)
     vm.products = [(p.name, p.cip13) for p in counter.products][:8]
+    close_psc = _wire_ecps(config, controller, vm, post)
     controller.started()  # a bill cut off by the last stop opens the pharmacist's panel
     status = DeviceStatus(vm, post)
     drivers: list[DriverThread] = []
@@ -444,7 +464,28 @@ def build_production(config: ProductionConfig, post: Post) -> Production:
         authenticator = PcscCpsAuthenticator()
         station = CardStation(station_sink(controller, vm, post, authenticator), PcscVitaleReader(), authenticator)
         drivers.append(ReaderSupervisor(station, status))
-    return Production(controller, vm, drivers, db.close, frames)
+    return Production(controller, vm, drivers, db.close, frames, close_psc)
+
+
+def _wire_ecps(
+    config: ProductionConfig, controller: KioskController, vm: KioskViewModel, post: Post
+) -> Callable[[], None] | None:
+    """The panel's e-CPS login when ``[psc]`` is configured: the CIBA wait on a job of its own, and
+    ``psc_login`` sent to the core only with the RPPS of a verified ID token. Nothing connects yet."""
+    if config.psc is None:
+        return None
+    from sync.psc import PscClient
+    from ui.ecps import EcpsLogin
+
+    client = PscClient(config.psc)
+    ecps = EcpsLogin(client, controller.psc_login, post)
+    vm.ecps, vm.ecps_ready = ecps, True
+
+    def close() -> None:
+        ecps.stop()
+        client.close()
+
+    return close
 
 
 # ---------------------------------------------------------------------------------------------------------

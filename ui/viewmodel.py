@@ -205,7 +205,7 @@ class KioskViewModel(EventDispatcher):  # type: ignore[misc]
     """Name on the CPS in the reader (empty without one): the pad then asks that card's PIN."""
     cps_open = BooleanProperty(False)
     """The panel was unlocked by a CPS: Valider needs no PIN until the card leaves."""
-    pin = ObjectProperty(None)
+    pin = ObjectProperty(None, rebind=True)
     """The pad on screen: the PIN pad, or the RPPS pad while ``pin_for`` is ``rpps``."""
     ecps_ready = BooleanProperty(False)
     """An e-CPS login (Pro Santé Connect) is wired: the panel offers it."""

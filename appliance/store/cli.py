@@ -180,7 +180,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     add.add_argument("--name", required=True)
     add.add_argument("--role", required=True, choices=[role.value for role in Role])
     add.add_argument("--pin-stdin", action="store_true", help="read the PIN from one line of stdin (scripts)")
-    add.add_argument("--rpps", help="the RPPS number on the operator's CPS card (11 digits), for CPS login")
+    add.add_argument("--rpps", help="the operator's RPPS number (11 digits), for the CPS and e-CPS logins")
     add.set_defaults(func=_guarded(cmd_operator_add))
     unlock = operator_commands.add_parser("unlock", help="lift a PIN lock and reset the wrong-PIN count")
     unlock.add_argument("name", help="the operator's name (any case)")

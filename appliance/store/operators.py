@@ -351,6 +351,12 @@ def operator_by_rpps(db: sqlite_utils.Database, rpps: str) -> Operator | None:
     return None if row is None else Operator(int(row[0]), str(row[1]), Role(row[2]))
 
 
+def rpps_by_name(db: sqlite_utils.Database) -> dict[str, str]:
+    """The RPPS on record of each active operator who has one, by name (the panel's e-CPS login)."""
+    rows = db.conn.execute("SELECT name, rpps FROM operators WHERE active = 1 AND rpps IS NOT NULL ORDER BY name")
+    return {str(name): str(rpps) for name, rpps in rows.fetchall()}
+
+
 def operator_by_name(db: sqlite_utils.Database, name: str) -> Operator | None:
     """The active operator called ``name`` (regardless of case, as names are unique), or None."""
     row = db.conn.execute(

@@ -1152,6 +1152,8 @@ class Counter:
             return msg.DOCUMENT_REFUSED
         if not self._mailbox_reachable():
             raise Refused(msg.NOT_QUALIFIED_MAIL)
+        if not s.prescription.prescriber_mailbox:
+            raise Refused(msg.PRESCRIBER_NO_MAILBOX)
         self.records.enqueue_prescriber_summary(s.claim_number, op.id)
         return msg.PRESCRIBER_SUMMARY
 
@@ -1406,6 +1408,7 @@ class Counter:
                 else [],
             },
             "mailbox": self._mailbox_reachable() and self.step is not Step.ATTRACT,
+            "prescriber_mailbox": bool(s.prescription and s.prescription.prescriber_mailbox),
             "minor": minor,
             "documents": [{"code": d.value, "label": d.label} for d in self._documents()]
             if pending == "identity-document"

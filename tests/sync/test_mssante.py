@@ -28,9 +28,18 @@ from sync.mssante import SmtpSecureMail, SmtpSettings
 from sync.service import ConfigError, SyncService, load_config
 
 SENDER = "officine@pharmacie-test.mssante.fr"
-DURAND_BOX = f"{PEOPLE['durand'].ins.matricule}@patient.mssante.fr"  # type: ignore[union-attr]
+
+
+def _matricule(key: str) -> str:
+    found = PEOPLE[key].ins
+    assert found is not None
+    return found.matricule
+
+
+DURAND_MATRICULE = _matricule("durand")
+DURAND_BOX = f"{DURAND_MATRICULE}@patient.mssante.fr"
 VIDAL_BOX = "helene.vidal@medecin.mssante.fr"
-LOGIN = [
+LOGIN: list[dict[str, Any]] = [
     {"operator": {"name": "alice", "role": "pharmacien", "pin": "2468"}},
     {"intent": "login", "operator": "alice", "pin": "2468"},
 ]
@@ -51,7 +60,7 @@ def durand(serial: str) -> list[dict[str, Any]]:
     ]
 
 
-RECUP = [
+RECUP: list[dict[str, Any]] = [
     {"card": "insert", "case": "insi-two"},
     {"intent": "choose_beneficiary", "index": 0},
     {"intent": "choose_identity", "index": 0},
@@ -219,8 +228,8 @@ def test_a_dmp_document_goes_to_the_patient_as_an_ihe_xdm_archive_unless_hidden_
     assert archive.get_filename() == "IHE_XDM.zip" and archive.get_content_type() == "application/zip"
     files = xdm_files(archive.get_content())
     assert set(files) == {"INDEX.HTM", "README.TXT", "IHE_XDM/SUBSET01/METADATA.XML", "IHE_XDM/SUBSET01/DOC0001.XML"}
-    cda = files["IHE_XDM/SUBSET01/DOC0001.XML"]
-    assert b"87273-9" in cda and PEOPLE["durand"].ins.matricule.encode() in cda  # type: ignore[union-attr]
+    cda: bytes = files["IHE_XDM/SUBSET01/DOC0001.XML"]
+    assert b"87273-9" in cda and DURAND_MATRICULE.encode() in cda
     metadata = files["IHE_XDM/SUBSET01/METADATA.XML"]
     assert b'<rim:Slot name="URI"><rim:ValueList><rim:Value>DOC0001.XML</rim:Value>' in metadata
     assert f"<rim:Value>{len(cda)}</rim:Value>".encode() in metadata
@@ -250,7 +259,7 @@ def test_the_prescriber_gets_the_dispensing_summary_only_after_the_patient_agree
     assert summary["To"] == VIDAL_BOX and "X-MSS-MES" not in summary
     assert summary["Subject"] == "Synthèse de dispensation DURAND Marie 19/08/1982"
     text = text_of(summary)
-    assert f"INS : {PEOPLE['durand'].ins.matricule}" in text  # type: ignore[union-attr]
+    assert f"INS : {DURAND_MATRICULE}" in text
     assert "Ordonnance EP7K2Q-9XWM-4TDA-LR8C du 10/06/2026" in text
     assert "- ligne 1 (DOLIPRANE 1000 mg cp B/8) : DOLIPRANE 1000 mg cp B/8 ×2" in text
     assert counter.query("SELECT prescriber_mailbox FROM prescriptions") == [(VIDAL_BOX,)]
@@ -307,9 +316,7 @@ def test_an_operator_down_then_up_gets_the_message_once(
     assert counter.query("SELECT status FROM secure_messages") == [("sent",)]
 
 
-def test_a_client_without_certificate_is_refused_by_the_operator(
-    tmp_path: Path, operator: SandboxMailServer
-) -> None:
+def test_a_client_without_certificate_is_refused_by_the_operator(tmp_path: Path, operator: SandboxMailServer) -> None:
     client = operator.client_certificate()
     settings = SmtpSettings(host="127.0.0.1", port=operator.port, sender=SENDER, ca=operator.ca, timeout=5)
     message = EmailMessage()
@@ -368,3 +375,18 @@ def test_implicit_tls_and_a_permanent_refusal_of_the_recipient(tmp_path: Path, p
         SmtpSecureMail(settings).send(message)
         assert [m.rcpt_tos for m in server.messages()] == [(VIDAL_BOX,)]
         assert server.messages()[0].client == "pharmacie-bac-a-sable"
+
+
+def test_without_mssante_configured_the_messages_wait_and_the_loop_still_sleeps(
+    tmp_path: Path, counter: Counter
+) -> None:
+    counter.play(*durand("NOC"), {"intent": "close"})
+    config = tmp_path / "bare.toml"
+    config.write_text(f'[store]\ndb = "{counter.db}"\nkey = "{counter.db}.key"\n', encoding="utf-8")
+    service = SyncService(load_config(config), clock=Clock())
+    try:
+        assert service.run_pass().delivered == 0
+        assert service._next_due() == float("inf"), "a stream nobody drains here does not make the loop spin"
+    finally:
+        service.close()
+    assert counter.query("SELECT count(*) FROM outbox WHERE stream = 'mssante' AND delivered_at IS NULL") == [(1,)]

@@ -433,10 +433,91 @@ def recovery(config: KioskConfig, out: Path) -> dict[str, Any]:
     return result
 
 
+def ecps(config: KioskConfig, out: Path) -> dict[str, Any]:
+    """The e-CPS login on the panel against the sandbox Pro Santé Connect: validated on the phone while the
+    counter serves a card, refused on the phone (RPPS typed), cancelled at the kiosk."""
+    alice, bruno = "10000000007", "10000000015"
+
+    def body(kiosk: Any, driver: Any, result: dict[str, Any]) -> Script:
+        vm, phone = kiosk.vm, kiosk.phone
+
+        def touch(intent: str) -> Script:
+            driver.touch(intent)
+            yield 0.05
+            yield driver.settled
+            yield 0.1
+
+        yield 0.3
+        yield from touch("open_panel")
+        result["login_buttons"] = sorted(b.intent for b in driver.visible_buttons())
+        yield from touch("operator:alice")
+        result["pad_buttons"] = sorted(b.intent for b in driver.visible_buttons())
+        driver.screenshot(out / "ecps-pad.png")
+        yield from touch("ecps")
+        yield lambda: bool(vm.ecps_code)
+        yield 0.15
+        result["waiting"] = {
+            "texts": driver.texts(),
+            "code": vm.ecps_code,
+            "page": driver.app.panel.ids.panel_sm.current,
+        }
+        result["phone"] = [r for r in phone.requests() if r["status"] == "pending"]
+        driver.screenshot(out / "ecps-waiting.png")
+        kiosk.devices.insert_card("martin-family")  # the counter goes on while the phone is asked
+        yield lambda: vm.step == "choose-beneficiary"
+        result["served_while_waiting"] = vm.ecps_waiting
+        phone.approve(alice)
+        yield lambda: vm.unlocked
+        yield 0.15
+        result["unlocked"] = {"operator": vm.operator_name, "message": vm.message, "texts": driver.texts()}
+        driver.screenshot(out / "ecps-unlocked.png")
+        kiosk.devices.remove_card()
+        yield lambda: not vm.unlocked
+        yield driver.settled
+
+        yield from touch("open_panel")
+        yield from touch("ecps_rpps")
+        for digit in bruno:
+            driver.touch(f"pin:{digit}")
+        yield 0.1
+        result["rpps_texts"] = driver.texts()
+        driver.screenshot(out / "ecps-rpps.png")
+        yield from touch("pin:ok")
+        yield lambda: bool(vm.ecps_code)
+        phone.deny(bruno)
+        yield lambda: not vm.ecps_waiting
+        yield 0.15
+        result["denied"] = {"message": vm.message, "unlocked": vm.unlocked, "texts": driver.texts()}
+        driver.screenshot(out / "ecps-denied.png")
+
+        yield from touch("operator:alice")
+        yield from touch("ecps")
+        yield lambda: bool(vm.ecps_code)
+        yield from touch("ecps_cancel")
+        result["cancelled"] = {
+            "message": vm.message,
+            "waiting": vm.ecps_waiting,
+            "page": driver.app.panel.ids.panel_sm.current,
+        }
+        phone.approve(alice)  # too late: the kiosk no longer polls for that request
+        yield 2.5
+        result["after_cancel"] = {"unlocked": vm.unlocked, "operator": vm.operator_name}
+
+        def journal() -> list[str]:
+            from appliance.store import audit
+
+            return [e.action for e in audit.entries(kiosk.rig.db, limit=100_000) if e.action.startswith("operator.")]
+
+        result["journal"] = kiosk.controller.worker.call(journal)
+
+    return _with_kiosk(config, out, body)
+
+
 MODES: dict[str, Callable[[KioskConfig, Path], dict[str, Any]]] = {
     "screens": screens,
     "journey": journey,
     "idle": idle,
     "slow": slow,
     "recovery": recovery,
+    "ecps": ecps,
 }
