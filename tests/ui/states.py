@@ -46,6 +46,7 @@ BASE: dict[str, Any] = {
     "interrupted": None,
     "dp": None,
     "mailbox": False,
+    "prescriber_mailbox": False,
 }
 PATIENT = {"first_names": "MARIE CLAIRE", "birth_name": "DURAND", "birth_date": "12/03/1968"}
 AMO = {"source": "adri", "valid": True, "valid_to": "31/12/2029", "ald": False, "c2s": False}
