@@ -177,7 +177,12 @@ def demo_session(kiosk: Kiosk, driver: KioskDriver, transcript: Transcript) -> S
     driver.type_pin(PIN)
     yield 0.05
     yield driver.settled
-    yield from shot("délivrance validée : montant à régler")
+    yield from shot("délivrance validée : montant à régler, reçu envoyé à Mon Espace Santé")
+    yield from touch("open_panel")
+    yield from shot("synthèse au médecin, si le patient l'accepte (espace pharmacien)")
+    yield from touch("prescriber_summary_yes")
+    yield from shot("synthèse envoyée au prescripteur par MSSanté")
+    yield from touch("close_panel")
     yield from touch("close")
     yield from shot("reçu")
     yield lambda: vm.screen == "attract"

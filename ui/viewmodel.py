@@ -415,6 +415,8 @@ class KioskViewModel(EventDispatcher):  # type: ignore[misc]
                 f"Payé par l'Assurance Maladie : {_euros(amounts['amo'])}",
                 f"Payé par la mutuelle : {_euros(amounts['amc'])}",
             ]
+            if view.get("mailbox"):  # queued with the claim, for a qualified INS
+                self.amount_details = [*self.amount_details, msg.RECEIPT_MAILED]
 
     def _show_identity(self, view: dict[str, Any]) -> None:
         choices = view.get("identity_choice_list", [])
@@ -619,6 +621,11 @@ class KioskViewModel(EventDispatcher):  # type: ignore[misc]
                 _action("send_batch", "Télétransmettre le lot"),
             ]
         if step == "payment":
+            if self._view.get("mailbox") and self._view.get("prescriber_mailbox"):  # MSSanté, with agreement
+                return [
+                    _action("prescriber_summary_no", "Pas de synthèse", "secondary"),
+                    _action("prescriber_summary_yes", "Synthèse au médecin (accord du patient)"),
+                ]
             return []
         cancel = _action("cancel", "Annuler la session", "danger")
         match act:
@@ -752,6 +759,8 @@ class KioskViewModel(EventDispatcher):  # type: ignore[misc]
                 self.confirm_prescription()
             case "remove_box":
                 self.act("remove_box", serial=self.unassigned_serial)
+            case "prescriber_summary_yes" | "prescriber_summary_no":
+                self.act("prescriber_summary", agreed=intent.endswith("yes"))
             case _:
                 self.act(intent)
 

@@ -79,6 +79,7 @@ DP_NO_CONSENT = "Demandez d'abord l'accord du patient pour le dossier pharmaceut
 DP_OFFLINE = "Dossier pharmaceutique indisponible hors ligne"
 DP_CONSULTED = "Dossier pharmaceutique : {count} délivrance(s)"
 NOT_QUALIFIED_MAIL = "Identité non qualifiée : pas de messagerie sécurisée"
+RECEIPT_MAILED = "Reçu envoyé dans votre messagerie Mon Espace Santé"
 PRESCRIBER_NO_MAILBOX = "Prescripteur sans messagerie sécurisée connue"
 PRESCRIBER_SUMMARY = "Synthèse envoyée au prescripteur"
 INSI_SEVERAL_UNNAMED = "Plusieurs identités possibles : identité provisoire (précisez le lieu de naissance)"

@@ -588,3 +588,27 @@ def test_the_last_claims_show_initials_only(kiosk: Any) -> None:
     assert [row["text"].split("   ")[-1] for row in vm.recent_claims][:3] == ["M. D.", "J. M.", "N. P."]
     shown = repr([dict(row) for row in vm.recent_claims])
     assert not any(name in shown for name in ("DURAND", "Marie", "MARTIN", "PETIT", "Nadia"))
+
+
+# ---------------------------------------------------------------------------------------------- MSSanté
+def test_a_qualified_patient_reads_that_the_receipt_goes_to_their_mailbox_and_the_panel_offers_the_summary(
+    kiosk: Any,
+) -> None:
+    vm, actions, _ = kiosk
+    vm.unlocked, vm.operator_name = True, "alice"
+    amounts = {"total": 1, "amo": 0, "amc": 0, "to_pay": 0}
+    billed = view(step="payment", operator=True, amounts=amounts, mailbox=True, prescriber_mailbox=True)
+    vm.finished(result(billed, "intent:validate"))
+
+    assert vm.amount_details[-1] == msg.RECEIPT_MAILED
+    assert [a["index"] for a in vm.work_actions] == ["prescriber_summary_no", "prescriber_summary_yes"]
+    vm.work_action("prescriber_summary_yes")
+    assert actions.sent[-1] == ("prescriber_summary", {"agreed": True})
+
+
+def test_without_a_qualified_ins_nothing_is_said_of_a_mailbox_and_no_summary_is_offered(kiosk: Any) -> None:
+    vm, _, _ = kiosk
+    vm.unlocked = True
+    amounts = {"total": 1, "amo": 0, "amc": 0, "to_pay": 0}
+    vm.finished(result(view(step="payment", operator=True, amounts=amounts, prescriber_mailbox=True), "intent:validate"))
+    assert msg.RECEIPT_MAILED not in vm.amount_details and vm.work_actions == []
