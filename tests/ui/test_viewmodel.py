@@ -610,5 +610,7 @@ def test_without_a_qualified_ins_nothing_is_said_of_a_mailbox_and_no_summary_is_
     vm, _, _ = kiosk
     vm.unlocked = True
     amounts = {"total": 1, "amo": 0, "amc": 0, "to_pay": 0}
-    vm.finished(result(view(step="payment", operator=True, amounts=amounts, prescriber_mailbox=True), "intent:validate"))
+    vm.finished(
+        result(view(step="payment", operator=True, amounts=amounts, prescriber_mailbox=True), "intent:validate")
+    )
     assert msg.RECEIPT_MAILED not in vm.amount_details and vm.work_actions == []
