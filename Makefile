@@ -7,11 +7,12 @@ VENV := .venv
 PY := $(VENV)/bin/python
 # Debian packages the project uses: build chain for the sdists (evdev, xkbcommon),
 # xkb keymaps for the keyboard-wedge driver, libdmtx/libzbar for the decode benchmark peers,
-# GL/EGL with Mesa's software renderer and mtdev for the Kivy kiosk (offscreen in tests and the demo).
+# GL/EGL with Mesa's software renderer and mtdev for the Kivy kiosk (offscreen in tests and the demo),
+# mosquitto and postgresql for the back office's tests (each test run starts its own on 127.0.0.1).
 APT_PACKAGES := python3 python3-venv python3-dev gcc make pkg-config linux-libc-dev \
 	libxkbcommon-dev xkb-data libdmtx0b libzbar0 \
 	libgl1 libgl1-mesa-dri libegl1 libmtdev1 \
-	libpcsclite-dev swig pcscd vsmartcard-vpcd mosquitto
+	libpcsclite-dev swig pcscd vsmartcard-vpcd mosquitto postgresql
 
 .PHONY: all deps apt venv test lint typecheck pytest demo bench image image-apt image-selftest clean
 
@@ -60,6 +61,7 @@ bench: deps
 	$(PY) bench/reconcile.py
 	$(PY) bench/update.py
 	$(PY) bench/sync.py
+	$(PY) bench/backoffice.py
 	$(PY) bench/cards.py
 	$(PY) bench/kiosk.py
 

@@ -132,8 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
     from appliance.payments.cli import register as register_payments_commands
     from appliance.store.cli import register as register_store_commands
     from appliance.updates.cli import register as register_update_commands
-    from sandbox.backoffice.service import register as register_backoffice_commands
     from sandbox.server import add_command as add_sandbox_command
+    from sync.backoffice.cli import register as register_backoffice_commands
     from sync.service import register as register_sync_commands
     from ui.production import register as register_kiosk_command
 

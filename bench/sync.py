@@ -42,7 +42,7 @@ from appliance.store import outbox
 from appliance.store.database import open_database, transaction
 from sandbox.backoffice.broker import MosquittoBroker
 from sandbox.backoffice.pki import Issued, Pki
-from sandbox.backoffice.service import BackOffice, BackOfficeSettings
+from sync.backoffice.service import BackOffice, BackOfficeSettings
 from sync.mqtt import BackOfficeLink, MqttSettings, tls_context
 
 if TYPE_CHECKING:

@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from sandbox.backoffice.broker import MosquittoBroker
 from sandbox.backoffice.pki import Pki
-from sandbox.backoffice.service import BackOffice, BackOfficeSettings
+from sync.backoffice.service import BackOffice, BackOfficeSettings
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,7 @@ import pytest
 
 from sandbox.backoffice.broker import MosquittoBroker
 from sandbox.backoffice.pki import Pki
-from sandbox.backoffice.service import BackOffice
+from sync.backoffice.service import BackOffice
 from tests.sync.harness import TcpProxy, enqueue_events, make_device_db, running, write_sync_config
 
 DEVICE = "ph1/c1"

@@ -14,7 +14,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from sandbox.backoffice.broker import MosquittoBroker
 from sandbox.backoffice.pki import Pki
-from sandbox.backoffice.service import BackOffice
+from sync.backoffice.service import BackOffice
 from sync.broker import PRODUCTION, SHIPPED_CONF, render_config
 from sync.mqtt import tls_context
 

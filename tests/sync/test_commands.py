@@ -14,7 +14,7 @@ from appliance.store import outbox
 from appliance.store.database import get_setting, open_database, set_setting, transaction
 from sandbox.backoffice.broker import MosquittoBroker
 from sandbox.backoffice.pki import Pki
-from sandbox.backoffice.service import BackOffice
+from sync.backoffice.service import BackOffice
 from sync.commands import CommandProcessor, make_command
 from tests.sync.harness import make_device_db, running, write_sync_config
 

@@ -22,8 +22,8 @@ from appliance.store.database import open_database, transaction
 from sandbox import population as pop
 from sandbox.backoffice.broker import MosquittoBroker
 from sandbox.backoffice.pki import Pki
-from sandbox.backoffice.service import BackOffice
 from sandbox.server import SandboxServer
+from sync.backoffice.service import BackOffice
 from sync.service import SyncService, load_config
 from sync.teleservices_http import ssl_context
 from tests.sync.harness import enqueue_events, make_device_db, write_sync_config

@@ -54,6 +54,7 @@ def test_the_units_are_all_there():
     assert {
         "comptoir-kiosk.service", "comptoir-sync.service", "comptoir-update.service", "comptoir-update.timer",
         "comptoir-update-recover.service", "comptoir-backup.service", "comptoir-backup.timer",
+        "comptoir-backoffice.service",
     } <= names  # fmt: skip
 
 
@@ -109,3 +110,14 @@ def test_the_app_units_wait_for_boot_recovery_and_run_the_release_links():
     recover = directives(UNITS_DIR / "comptoir-update-recover.service")
     assert recover["ExecStart"][0].startswith("/var/lib/comptoir/app/good/")
     assert directives(UNITS_DIR / "comptoir-kiosk.service")["ExecStart"][0].endswith("/app/current/bin/comptoir kiosk")
+
+
+def test_the_back_office_unit_runs_the_shipped_command_on_its_configuration_file():
+    from sync.backoffice.config import DEFAULT_CONFIG, DEFAULT_SQLITE
+
+    d = directives(UNITS_DIR / "comptoir-backoffice.service")
+    assert d["ExecStart"][0].endswith(f"/bin/comptoir backoffice --config {DEFAULT_CONFIG}")
+    assert d["Restart"] == ["always"] and d["User"] == ["comptoir-backoffice"]
+    assert d["StateDirectory"] == [DEFAULT_SQLITE.parent.name]
+    assert d["ConfigurationDirectory"] == [DEFAULT_CONFIG.parent.name]
+    assert (UNITS_DIR / "backoffice.toml.example").is_file()

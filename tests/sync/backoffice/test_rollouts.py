@@ -1,4 +1,4 @@
-"""Staged roll-outs in the reference back office: canaries first, advance on success, pause on failures.
+"""Staged roll-outs in the back office: canaries first, advance on success, pause on failures.
 
 Most tests feed the back office's store directly (the MQTT path of events is tested elsewhere) and
 call :meth:`RolloutRunner.tick` with a chosen clock; one runs a real broker and a real box to check
@@ -22,9 +22,10 @@ from appliance.updates.events import OutboxStageReporter, make_event
 from appliance.updates.rollout import RolloutPlan, eligible
 from sandbox.backoffice.broker import MosquittoBroker
 from sandbox.backoffice.pki import Pki
-from sandbox.backoffice.rollouts import RolloutRunner
-from sandbox.backoffice.service import BackOffice, BackOfficeSettings, _page
-from sandbox.backoffice.store import BackOfficeStore, Incoming
+from sync.backoffice.rollouts import RolloutRunner
+from sync.backoffice.service import BackOffice, BackOfficeSettings
+from sync.backoffice.store import BackOfficeStore, Incoming
+from sync.backoffice.web import page
 from sync.service import SyncService, load_config
 from tests.sync.harness import make_device_db, write_sync_config
 
@@ -60,8 +61,8 @@ def _stage(device: str, stage: str, seq: int) -> Incoming:
 
 
 @pytest.fixture
-def fleet(tmp_path: Path) -> Iterator[tuple[BackOfficeStore, RolloutRunner, Sent]]:
-    store = BackOfficeStore(tmp_path / "bo.db")
+def fleet(store_target: Path | str) -> Iterator[tuple[BackOfficeStore, RolloutRunner, Sent]]:
+    store = BackOfficeStore(store_target)
     store.apply(_telemetry(d) for d in FLEET)
     sent = Sent()
     try:
@@ -116,8 +117,8 @@ def test_failures_past_the_threshold_pause_and_stop_the_offers(
     assert "2 of" in listed["paused_reason"] and "threshold" in listed["paused_reason"]
     statuses = {o["device"]: o["status"] for o in listed["offers"]}
     assert statuses[canaries[0]] == "rolled_back" and statuses[canaries[1]] == "aborted"
-    page = _page(store.fleet(), runner.list())
-    assert "Déploiements" in page and "en pause" in page and VERSION in page
+    shown = page(store.fleet(), runner.list())
+    assert "Déploiements" in shown and "en pause" in shown and VERSION in shown
 
 
 def test_api_starts_and_lists_rollouts(tmp_path: Path, pki: Pki) -> None:
@@ -144,11 +145,6 @@ def test_api_starts_and_lists_rollouts(tmp_path: Path, pki: Pki) -> None:
             assert "Déploiements" in http.get("/").text
     finally:
         office.stop()
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    return Pki(tmp_path_factory.mktemp("pki"))
 
 
 def test_offer_reaches_a_real_box_and_its_stage_events_come_back(tmp_path: Path, pki: Pki) -> None:

@@ -1,4 +1,4 @@
-"""The reference back office: dedupe by key, order check, fleet page and JSON API, commands over HTTP."""
+"""The back office: dedupe by key, order check (on SQLite and PostgreSQL), fleet page and JSON API, commands."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from sandbox.backoffice.broker import MosquittoBroker
 from sandbox.backoffice.pki import Pki
-from sandbox.backoffice.service import BackOffice, BackOfficeSettings
-from sandbox.backoffice.store import BackOfficeStore, Incoming
+from sync.backoffice.service import BackOffice, BackOfficeSettings
+from sync.backoffice.store import BackOfficeStore, Incoming
 from sync.service import SyncService, load_config
 from tests.sync.harness import make_device_db, write_sync_config
 
@@ -26,8 +26,8 @@ def _event(key: str, seq: int, **body: object) -> Incoming:
     return Incoming("comptoir/ph9/c2/events", json.dumps(payload).encode(), time.time())
 
 
-def test_store_dedupes_by_key_and_counts_out_of_order(tmp_path: Path) -> None:
-    store = BackOfficeStore(tmp_path / "bo.db")
+def test_store_dedupes_by_key_and_counts_out_of_order(store_target: Path | str) -> None:
+    store = BackOfficeStore(store_target)
     try:
         store.apply([_event("a", 1), _event("b", 2), _event("a", 1)])
         store.apply([_event("b", 2), _event("c", 3)])
@@ -49,11 +49,11 @@ def test_store_dedupes_by_key_and_counts_out_of_order(tmp_path: Path) -> None:
         store.close()
 
 
-def test_store_holds_back_a_message_whose_predecessor_is_missing_and_says_so(tmp_path: Path) -> None:
+def test_store_holds_back_a_message_whose_predecessor_is_missing_and_says_so(store_target: Path | str) -> None:
     """A broker that dies after taking a message can lose it while the next ones get through: storing
     those would break the stream's order, so they are held back and reported, and stored once the box
     has sent the missing one again."""
-    store = BackOfficeStore(tmp_path / "bo.db")
+    store = BackOfficeStore(store_target)
     try:
         first = store.apply([_event("a", 1), _event("b", 2, prev=1)])
         assert first.stored == [("ph9/c2", "a"), ("ph9/c2", "b")] and first.held == []
@@ -73,8 +73,10 @@ def test_store_holds_back_a_message_whose_predecessor_is_missing_and_says_so(tmp
         store.close()
 
 
-def test_unanswered_commands_go_again_when_the_box_comes_online_until_answered_or_expired(tmp_path: Path) -> None:
-    store = BackOfficeStore(tmp_path / "bo.db")
+def test_unanswered_commands_go_again_when_the_box_comes_online_until_answered_or_expired(
+    store_target: Path | str,
+) -> None:
+    store = BackOfficeStore(store_target)
     online = Incoming("comptoir/ph9/c2/state", b"online", time.time())
     try:
         store.record_command("c1", "ph9/c2", "diagnostics", {}, signed=b'{"id":"c1"}', expires_at=time.time() + 60)
@@ -87,11 +89,6 @@ def test_unanswered_commands_go_again_when_the_box_comes_online_until_answered_o
         assert store.apply([Incoming("comptoir/ph9/c3/state", b"offline", time.time())]).commands == []
     finally:
         store.close()
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    return Pki(tmp_path_factory.mktemp("pki"))
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Staged roll-outs run by the reference back office.
+"""Staged roll-outs run by the back office.
 
 The policy (which boxes, when to advance, when to pause) is the pure
 :func:`appliance.updates.rollout.decide`; this module is only its loop: it reads the fleet and the
@@ -7,7 +7,9 @@ commands to the boxes it newly selects, and stores the outcome (stage, pause and
 a restart of the back office carries on where it was.
 
 :meth:`RolloutRunner.tick` is called periodically by the back office and directly by tests with a
-chosen ``now`` (the policy's soak and timeout are in seconds of that clock).
+chosen ``now`` (the policy's soak and timeout are in seconds of that clock). With several workers, one
+of them steps the roll-outs at a time: the one holding the ``rollouts`` lease in the database
+(:meth:`sync.backoffice.store.BackOfficeStore.acquire_lease`).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from appliance.updates.rollout import Phase, RolloutPlan, RolloutState, decide
-from sandbox.backoffice.store import BackOfficeStore
+from sync.backoffice.store import BackOfficeStore
 
 log = logging.getLogger(__name__)
 
