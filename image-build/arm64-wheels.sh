@@ -24,7 +24,7 @@ PY="${PYTHON:-$REPO/.venv/bin/python}"
 
 WHEEL_PLATFORMS=(manylinux2014_aarch64 manylinux_2_17_aarch64 manylinux_2_28_aarch64 manylinux_2_34_aarch64)
 WHEEL_REQUIREMENTS=("cryptography>=42" "biip>=5.0" "python-stdnum>=1.20" "sqlite-utils>=4.2" "zxing-cpp>=2.3"
-  "numpy>=1.26" "pillow>=10" "pyserial>=3.5" "httpx>=0.27" "paho-mqtt>=2.1" "lxml>=5.2" "tuf>=5" "kivy>=2.3,<2.4")
+  "numpy>=1.26" "pillow>=10" "pyserial>=3.5" "httpx>=0.27" "paho-mqtt>=2.1" "lxml>=5.2" "authlib>=1.6" "joserfc>=1.0" "tuf>=5" "kivy>=2.3,<2.4")
 XKBCOMMON="xkbcommon>=1.5"
 BUILD_PACKAGES=gcc,libc6-dev,python3-dev,libxkbcommon-dev,python3-cffi,python3-setuptools,python3-wheel,python3-pip
 

@@ -24,7 +24,7 @@ WHEEL_PLATFORMS=(manylinux2014_aarch64 manylinux_2_17_aarch64 manylinux_2_28_aar
 # Binary wheels for arm64 from PyPI. evdev, pyscard: Debian packages (no arm64 wheels on PyPI);
 # xkbcommon: sdist only, built by arm64-wheels.sh for the full image, not needed by the self-test.
 WHEEL_REQUIREMENTS=("cryptography>=42" "biip>=5.0" "python-stdnum>=1.20" "sqlite-utils>=4.2" "zxing-cpp>=2.3"
-  "numpy>=1.26" "pillow>=10" "pyserial>=3.5" "httpx>=0.27" "paho-mqtt>=2.1" "lxml>=5.2" "tuf>=5")
+  "numpy>=1.26" "pillow>=10" "pyserial>=3.5" "httpx>=0.27" "paho-mqtt>=2.1" "lxml>=5.2" "authlib>=1.6" "joserfc>=1.0" "tuf>=5")
 
 die() { echo "rootfs-selftest: $*" >&2; exit 1; }
 # shellcheck source=lib/mirror.sh
