@@ -8,11 +8,12 @@ PY := $(VENV)/bin/python
 # Debian packages the project uses: build chain for the sdists (evdev, xkbcommon),
 # xkb keymaps for the keyboard-wedge driver, libdmtx/libzbar for the decode benchmark peers,
 # GL/EGL with Mesa's software renderer and mtdev for the Kivy kiosk (offscreen in tests and the demo),
-# mosquitto and postgresql for the back office's tests (each test run starts its own on 127.0.0.1).
+# mosquitto and postgresql for the back office's tests (each test run starts its own on 127.0.0.1),
+# chromium and its WebDriver for the back office's operator page tested in a headless browser.
 APT_PACKAGES := python3 python3-venv python3-dev gcc make pkg-config linux-libc-dev \
 	libxkbcommon-dev xkb-data libdmtx0b libzbar0 \
 	libgl1 libgl1-mesa-dri libegl1 libmtdev1 \
-	libpcsclite-dev swig pcscd vsmartcard-vpcd mosquitto postgresql
+	libpcsclite-dev swig pcscd vsmartcard-vpcd mosquitto postgresql chromium chromium-driver
 
 .PHONY: all deps apt venv test lint typecheck pytest demo bench image image-apt image-selftest clean
 

@@ -4,8 +4,9 @@ Each :class:`WorkerProcess` is the shipped command, ``python -m sync.backoffice 
 a configuration file written the way an operator would (:func:`write_config`): the test PKI's
 ``backoffice`` certificate, a shared-subscription group, the database (SQLite file or PostgreSQL with
 ``sslmode=verify-full``), a web port on 127.0.0.1 that :meth:`WorkerProcess.wait_ready` polls
-(``/api/worker``). :meth:`WorkerProcess.kill` is a SIGKILL (a crash), :meth:`WorkerProcess.stop` a
-SIGTERM (a clean stop: the current batch is committed and acknowledged).
+(``/api/worker``, logged in as the ``probe`` viewer account it adds to the database first: every
+page and API of the back office needs a session). :meth:`WorkerProcess.kill` is a SIGKILL (a crash),
+:meth:`WorkerProcess.stop` a SIGTERM (a clean stop: the current batch is committed and acknowledged).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -27,6 +30,7 @@ from sandbox.backoffice.broker import free_port
 from sandbox.backoffice.pki import Pki
 
 REPO = Path(__file__).resolve().parents[2]
+PROBE, PROBE_PASSWORD = "probe", "sandbox probe, never shipped"
 
 
 def write_signing_key(path: Path, key: Ed25519PrivateKey | None = None) -> Path:
@@ -112,6 +116,7 @@ class WorkerProcess:
         self.http_port = http_port
         self.log = log
         self.process: subprocess.Popen[bytes] | None = None
+        self._cookie: str | None = None
 
     @classmethod
     def make(
@@ -141,7 +146,37 @@ class WorkerProcess:
         )
         return cls(config, port, directory / f"{name}.log")
 
+    def _add_probe(self) -> None:
+        """The viewer account :meth:`info` logs in with (once per database)."""
+        from sync.backoffice.accounts import AccountError, Accounts
+        from sync.backoffice.config import load_config
+        from sync.backoffice.store import BackOfficeStore
+
+        store = BackOfficeStore(load_config(self.config).db)
+        try:
+            Accounts(store).add(PROBE, "viewer", PROBE_PASSWORD)
+        except AccountError:
+            pass  # another worker of the same database added it
+        finally:
+            store.close()
+
+    def _login(self) -> str | None:
+        form = urllib.parse.urlencode({"name": PROBE, "password": PROBE_PASSWORD}).encode()
+        request = urllib.request.Request(f"http://127.0.0.1:{self.http_port}/login", data=form, method="POST")
+
+        class NoRedirect(urllib.request.HTTPRedirectHandler):
+            def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+                return None
+
+        try:
+            urllib.request.build_opener(NoRedirect).open(request, timeout=1)
+        except urllib.error.HTTPError as answer:  # the 303 to the page, with the cookie
+            cookie = answer.headers.get("Set-Cookie") or ""
+            return cookie.split(";", 1)[0] or None
+        return None
+
     def start(self) -> WorkerProcess:
+        self._add_probe()
         env = {**os.environ, "PYTHONPATH": str(REPO)}
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(  # noqa: S603 - our interpreter, our module
@@ -156,7 +191,11 @@ class WorkerProcess:
     def info(self) -> dict[str, Any] | None:
         """``/api/worker``, or None while it does not answer."""
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/api/worker", timeout=1) as answer:
+            self._cookie = self._cookie or self._login()
+            request = urllib.request.Request(f"http://127.0.0.1:{self.http_port}/api/worker")
+            if self._cookie:
+                request.add_header("Cookie", self._cookie)
+            with urllib.request.urlopen(request, timeout=1) as answer:  # noqa: S310 - http on 127.0.0.1
                 body: dict[str, Any] = json.loads(answer.read())
                 return body
         except (OSError, ValueError):

@@ -17,7 +17,8 @@ import threading
 from pathlib import Path
 from types import FrameType
 
-from sync.backoffice.config import CONFIG_ENV, ConfigError, load_config
+from sync.backoffice.accounts import ROLES, AccountError, Accounts
+from sync.backoffice.config import CONFIG_ENV, ConfigError, database_target, load_config
 from sync.backoffice.migrations import SchemaError
 from sync.backoffice.service import BackOffice, BackOfficeSettings
 
@@ -43,6 +44,19 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--http-port", type=int, default=8780, help="web page port on 127.0.0.1")
     parser.add_argument("--reports", type=Path, help="directory of the last `comptoir reconcile --out` report")
     parser.set_defaults(func=cmd_backoffice)
+    actions = parser.add_subparsers(title="accounts", metavar="account add NAME --role ROLE")
+    account = actions.add_parser("account", help="the web page's operator accounts")
+    account_actions = account.add_subparsers(required=True, metavar="add")
+    add = account_actions.add_parser(
+        "add", help="add an operator account (the password from a prompt, or one line of standard input)"
+    )
+    add.add_argument("name", help="account name (lower-case letters, digits, '.', '_', '-')")
+    add.add_argument(
+        "--role", required=True, choices=ROLES, help="viewer reads; operator also runs roll-outs; admin also accounts"
+    )
+    add.add_argument("--config", dest="account_config", metavar="FILE", type=Path, help="the worker's TOML")
+    add.add_argument("--db", dest="account_db", metavar="FILE", type=Path, help="or the SQLite file, without --config")
+    add.set_defaults(func=cmd_account_add)
 
 
 def _settings_from_flags(args: argparse.Namespace) -> BackOfficeSettings:
@@ -92,6 +106,62 @@ def cmd_backoffice(args: argparse.Namespace) -> int:
     finally:
         office.stop()
         signal.signal(signal.SIGTERM, previous)
+    return EXIT_OK
+
+
+def _read_password() -> str:
+    """From a prompt (twice) on a terminal, else the first line of standard input: never from argv."""
+    if sys.stdin.isatty():
+        import getpass
+
+        first = getpass.getpass("Mot de passe : ")
+        if getpass.getpass("Le même, encore : ") != first:
+            raise AccountError("the two passwords differ")
+        return first
+    return sys.stdin.readline().rstrip("\r\n")
+
+
+def _account_store_target(args: argparse.Namespace) -> Path | str:
+    """The database of ``--config`` (or ``$COMPTOIR_BACKOFFICE_CONFIG``), else ``--db``."""
+    import tomllib
+
+    config: Path | None = args.account_config or args.config
+    if config is None:
+        db: Path = args.account_db or args.db
+        return db
+    try:
+        data = tomllib.loads(config.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{config}: {exc}") from None
+    from sync.backoffice.config import _Table
+
+    table = data.get("database", {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"{config}: [database] must be a table")
+    return database_target(_Table("database", table, config.resolve().parent), "comptoir-backoffice-account")
+
+
+def cmd_account_add(args: argparse.Namespace) -> int:
+    from sync.backoffice.store import BackOfficeStore
+
+    try:
+        target = _account_store_target(args)
+        password = _read_password()
+        store = BackOfficeStore(target)
+    except (ConfigError, SchemaError, AccountError) as exc:
+        print(f"comptoir backoffice account: {exc}", file=sys.stderr, flush=True)
+        return EXIT_USAGE
+    except Exception as exc:
+        print(f"comptoir backoffice account: cannot open the database: {exc}", file=sys.stderr, flush=True)
+        return EXIT_FAILED
+    try:
+        Accounts(store).add(args.name, args.role, password, by=f"cli:{os.environ.get('USER', '?')}")
+    except AccountError as exc:
+        print(f"comptoir backoffice account: {exc}", file=sys.stderr, flush=True)
+        return EXIT_USAGE
+    finally:
+        store.close()
+    print(f"comptoir backoffice account: {args.name} added ({args.role})", flush=True)
     return EXIT_OK
 
 

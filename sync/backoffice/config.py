@@ -45,7 +45,7 @@ KNOWN: dict[str, set[str]] = {
         "connect_timeout",
     },
     "commands": {"signing_key"},
-    "http": {"port", "reports"},
+    "http": {"port", "reports", "secure_cookies"},
     "rollouts": {"interval"},
 }
 SSLMODES = ("verify-full", "verify-ca", "disable")
@@ -206,6 +206,7 @@ def parse(data: Mapping[str, Any], base: Path) -> BackOfficeSettings:
     if port is not None and not 0 <= port < 65536:
         raise ConfigError("[http] port must be between 0 and 65535")
     rollouts = t["rollouts"].number("interval", 60.0)
+    secure = http._get("secure_cookies", (bool,), "true or false", False)
     hold_grace = mqtt.number("hold_grace")
     if hold_grace is not None and hold_grace < 0:
         raise ConfigError("[mqtt] hold_grace must be 0 or more seconds")
@@ -224,4 +225,5 @@ def parse(data: Mapping[str, Any], base: Path) -> BackOfficeSettings:
         group=group,
         hold_grace=hold_grace,
         keepalive=mqtt.integer("keepalive", 30) or 30,
+        secure_cookies=bool(secure),
     )

@@ -139,6 +139,46 @@ MIGRATIONS: tuple[Migration, ...] = (
             )""",
         ),
     ),
+    Migration(
+        3,
+        "operator accounts, sessions, journal of their actions, boxes' version history",
+        (
+            # Operator accounts of the web page (sync/backoffice/accounts.py): a memory-hard hash of the
+            # password, a role, and the lock-out that grows with consecutive failed logins.
+            """CREATE TABLE accounts (
+                name          TEXT PRIMARY KEY,
+                role          TEXT NOT NULL,
+                password_hash TEXT NOT NULL,
+                created_at    DOUBLE PRECISION NOT NULL,
+                failures      BIGINT NOT NULL DEFAULT 0,
+                locked_until  DOUBLE PRECISION,
+                active        BIGINT NOT NULL DEFAULT 1
+            )""",
+            # A login: the SHA-256 of its random token (the cookie holds the token), its CSRF token.
+            """CREATE TABLE sessions (
+                token_hash TEXT PRIMARY KEY,
+                account    TEXT NOT NULL REFERENCES accounts(name),
+                csrf       TEXT NOT NULL,
+                created_at DOUBLE PRECISION NOT NULL,
+                expires_at DOUBLE PRECISION NOT NULL
+            )""",
+            "CREATE INDEX sessions_by_account ON sessions(account)",
+            """CREATE TABLE operator_journal (
+                id      {id},
+                at      DOUBLE PRECISION NOT NULL,
+                account TEXT,
+                action  TEXT NOT NULL,
+                detail  TEXT NOT NULL
+            )""",
+            # Each time a box's telemetry shows another version than the last one recorded for it.
+            """CREATE TABLE version_changes (
+                device  TEXT NOT NULL,
+                version TEXT NOT NULL,
+                at      DOUBLE PRECISION NOT NULL,
+                PRIMARY KEY (device, at)
+            )""",
+        ),
+    ),
 )
 
 LATEST = MIGRATIONS[-1].version

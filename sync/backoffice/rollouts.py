@@ -18,7 +18,7 @@ import logging
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from appliance.updates.rollout import Phase, RolloutPlan, RolloutState, decide
+from appliance.updates.rollout import Phase, RolloutPlan, RolloutState, decide, resume
 from sync.backoffice.store import BackOfficeStore
 
 log = logging.getLogger(__name__)
@@ -52,6 +52,42 @@ class RolloutRunner:
         if not version or not url:
             raise ValueError("a roll-out needs a version and a url")
         return self.store.create_rollout(version, url, now)
+
+    def _row(self, rollout: int) -> dict[str, Any]:
+        for row in self.store.rollouts():
+            if int(row["id"]) == rollout:
+                return row
+        raise ValueError(f"no roll-out {rollout}")
+
+    def pause(self, rollout: int, reason: str, now: float) -> None:
+        """An operator pauses a running roll-out: no more offers until it is resumed."""
+        row = self._row(rollout)
+        if row["state"] != "running":
+            raise ValueError(f"roll-out {rollout} is {row['state']}, not running")
+        self.store.save_rollout(
+            rollout,
+            state="paused",
+            stage=int(row["stage"]),
+            stage_started_at=float(row["stage_started_at"]),
+            pause_reason=reason,
+            now=now,
+        )
+
+    def resume(self, rollout: int, now: float) -> None:
+        """An operator resumes a paused roll-out (by them or by the policy): its stage restarts its soak
+        and timeout (:func:`appliance.updates.rollout.resume`); the next tick offers again."""
+        row = self._row(rollout)
+        if row["state"] != "paused":
+            raise ValueError(f"roll-out {rollout} is {row['state']}, not paused")
+        state = resume(RolloutState(int(row["stage"]), float(row["stage_started_at"]), True, row["pause_reason"]), now)
+        self.store.save_rollout(
+            rollout,
+            state="running",
+            stage=state.stage,
+            stage_started_at=state.stage_started_at,
+            pause_reason=state.pause_reason,
+            now=now,
+        )
 
     def tick(self, now: float) -> dict[str, list[str]]:
         """One step of every running roll-out; returns version -> boxes offered in this step.

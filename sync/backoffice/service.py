@@ -28,7 +28,7 @@ acknowledges both).
 Messages are acknowledged to the broker *after* they are committed: paho's ``manual_ack`` lets the
 writer thread commit a batch of messages in one transaction, then send their PUBACKs.
 
-The web page and API are :mod:`sync.backoffice.web` (127.0.0.1 only, no authentication yet).
+The web page and API are :mod:`sync.backoffice.web` (127.0.0.1, operator accounts and sessions).
 """
 
 from __future__ import annotations
@@ -113,6 +113,9 @@ class BackOfficeSettings:
     """Seconds before telling a box a message waits for its predecessor (default: 0 alone, 1 s in a group)."""
     keepalive: int = 30
     http_bind: str = "127.0.0.1"
+    secure_cookies: bool = False
+    """The page is reached over HTTPS (a TLS reverse proxy): the session cookie gets ``Secure`` (it gets
+    it anyway when the proxy says ``X-Forwarded-Proto: https``)."""
 
     @property
     def grace(self) -> float:
@@ -134,6 +137,9 @@ class BackOffice:
         self._stop = threading.Event()
         self._writer: threading.Thread | None = None
         self._httpd: ThreadingHTTPServer | None = None
+        self.web_store: BackOfficeStore | None = None
+        """The web page's own connection for the accounts and sessions: a login or a session check
+        never waits behind the writer's batch (which holds the main connection)."""
         self._http_thread: threading.Thread | None = None
         self._rollout_thread: threading.Thread | None = None
         self._deferred: list[tuple[float, str, str, bytes | None]] = []
@@ -175,6 +181,7 @@ class BackOffice:
         self._writer = threading.Thread(target=self._write_loop, name="backoffice-writer", daemon=True)
         self._writer.start()
         if self.settings.http_port is not None:
+            self.web_store = BackOfficeStore(self.settings.db)
             self._httpd = ThreadingHTTPServer((self.settings.http_bind, self.settings.http_port), handler(self))
             self._httpd.daemon_threads = True
             self._http_thread = threading.Thread(
@@ -219,6 +226,8 @@ class BackOffice:
             self._http_thread.join(5)
         if self._rollout_thread is not None:
             self._rollout_thread.join(5)
+        if self.web_store is not None:
+            self.web_store.close()
         self.store.close()
 
     def __enter__(self) -> BackOffice:

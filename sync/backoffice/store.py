@@ -178,11 +178,20 @@ class BackOfficeStore:
         if not isinstance(body, dict):
             return None
         if kind == "telemetry":
-            self._db.execute(
+            fresh = self._db.execute(
                 "UPDATE devices SET telemetry = ?, telemetry_at = ?"
                 " WHERE device = ? AND (telemetry_at IS NULL OR telemetry_at <= ?)",
                 (json.dumps(body), at, device, at),
-            )
+            ).rowcount
+            version = (body.get("versions") or {}).get("comptoir") if isinstance(body.get("versions"), dict) else None
+            if fresh and isinstance(version, str) and version:
+                # the version history of the fleet page's chart: a row only when the box's version changed
+                self._db.execute(
+                    "INSERT INTO version_changes(device, version, at) SELECT ?, ?, ? WHERE COALESCE(("
+                    "SELECT version FROM version_changes WHERE device = ? ORDER BY at DESC LIMIT 1), '') <> ?"
+                    " ON CONFLICT(device, at) DO NOTHING",
+                    (device, version[:64], at, device, version[:64]),
+                )
             return None
         if kind == "cmd/ack" and "key" not in body:
             self._answer(body, at)  # an answer sent directly (refusal, repeated answer)
@@ -394,6 +403,21 @@ class BackOfficeStore:
                     (name, holder, now + ttl, now),
                 ).rowcount
             )
+
+    # --- small statements of the other modules (accounts, journal)
+
+    def write(self, sql: str, params: tuple[Any, ...] = ()) -> int:
+        """One statement in its own transaction; returns the rows it changed."""
+        with self._lock:
+            return int(self._db.execute(sql, params).rowcount)
+
+    def rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+        """The rows of a query, as dicts."""
+        return self._rows(sql, params)
+
+    def version_changes(self) -> list[dict[str, Any]]:
+        """Every change of a box's version (device, version, at), oldest first: the chart's data."""
+        return self._rows("SELECT device, version, at FROM version_changes ORDER BY at, device")
 
     # --- reading
 

@@ -19,6 +19,14 @@ from sandbox.backoffice.postgres import PostgresCluster, PostgresUnavailable
 ENGINES = ("sqlite", "postgresql")
 
 
+@pytest.fixture(autouse=True)
+def fast_password_kdf(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Operator passwords hashed with a cheap scrypt in the tests (production: Argon2id, 64 MiB)."""
+    from sync.backoffice import accounts
+
+    monkeypatch.setattr(accounts, "KDF", "scrypt$ln=8,r=8,p=1")
+
+
 @pytest.fixture(scope="session")
 def postgres(pki: Pki) -> Iterator[PostgresCluster]:
     try:

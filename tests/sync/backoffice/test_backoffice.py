@@ -18,6 +18,7 @@ from sandbox.backoffice.pki import Pki
 from sync.backoffice.service import BackOffice, BackOfficeSettings
 from sync.backoffice.store import BackOfficeStore, Incoming
 from sync.service import SyncService, load_config
+from tests.sync.backoffice.web_login import signed_in
 from tests.sync.harness import make_device_db, write_sync_config
 
 
@@ -126,7 +127,7 @@ def test_fleet_page_and_api_show_each_box(
     thread.start()
     try:
         assert office.wait_for(lambda: (office.store.device("ph2/c7") or {}).get("version") is not None, 10)
-        with httpx.Client(base_url=office.url, timeout=5) as http:
+        with signed_in(office) as http:
             fleet = http.get("/api/fleet").json()["devices"]
             assert [d["device"] for d in fleet] == ["ph2/c7"]
             box = fleet[0]
@@ -164,9 +165,11 @@ def test_the_page_shows_the_payments_reconciliation_written_by_reconcile(tmp_pat
     office = BackOffice(settings)
     office.start()
     try:
-        page = httpx.get(f"{office.url}/reconciliation", timeout=5)
-        data = httpx.get(f"{office.url}/api/reconciliation", timeout=5).json()
-        fleet = httpx.get(f"{office.url}/", timeout=5).text
+        assert httpx.get(f"{office.url}/api/reconciliation", timeout=5).status_code == 401
+        with signed_in(office, "val", "viewer") as http:
+            page = http.get("/reconciliation")
+            data = http.get("/api/reconciliation").json()
+            fleet = http.get("/").text
     finally:
         office.stop()
     assert page.status_code == 200 and "<svg" in page.text

@@ -115,3 +115,31 @@ def test_the_command_says_what_is_wrong_and_exits_2(tmp_path: Path, capsys: pyte
         check=False,
     )
     assert done.returncode == 2 and "cannot read" in done.stderr
+
+
+def test_secure_cookies_is_a_boolean_of_http(tmp_path: Path) -> None:
+    assert load_config(_example(tmp_path / "a")).secure_cookies is False
+    on = _example(tmp_path / "b", {"# secure_cookies = true": "secure_cookies = true"})
+    assert load_config(on).secure_cookies is True
+    with pytest.raises(ConfigError, match=r"\[http\] secure_cookies must be true or false"):
+        load_config(_example(tmp_path / "c", {"# secure_cookies = true": 'secure_cookies = "yes"'}))
+
+
+def test_comptoir_backoffice_account_add_uses_the_config_s_database(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+
+    from sync.backoffice.accounts import Accounts
+    from sync.backoffice.store import BackOfficeStore
+
+    db = tmp_path / "bo.db"
+    path = _example(tmp_path, {SQLITE: f'engine = "sqlite"\npath = "{db}"'})
+    monkeypatch.setattr("sys.stdin", io.StringIO("a long enough password\n"))
+    assert main(["backoffice", "account", "add", "eve", "--role", "admin", "--config", str(path)]) == 0
+    store = BackOfficeStore(db)
+    try:
+        assert [(a["name"], a["role"]) for a in Accounts(store).list()] == [("eve", "admin")]
+        assert Accounts(store).entries()[0]["action"] == "account.added"
+    finally:
+        store.close()

@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -27,6 +26,7 @@ from sync.backoffice.service import BackOffice, BackOfficeSettings
 from sync.backoffice.store import BackOfficeStore, Incoming
 from sync.backoffice.web import page
 from sync.service import SyncService, load_config
+from tests.sync.backoffice.web_login import signed_in
 from tests.sync.harness import make_device_db, write_sync_config
 
 VERSION, URL = "0.3.0", "https://updates.example/0.3.0"
@@ -132,7 +132,7 @@ def test_api_starts_and_lists_rollouts(tmp_path: Path, pki: Pki) -> None:
     office.rollouts.send = sent = Sent()
     office.start()
     try:
-        with httpx.Client(base_url=office.url, timeout=5) as http:
+        with signed_in(office) as http:
             created = http.post("/api/rollouts", json={"version": VERSION, "url": URL})
             assert created.status_code == 201
             assert http.post("/api/rollouts", json={"version": VERSION, "url": URL}).status_code == 409
