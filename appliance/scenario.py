@@ -537,7 +537,7 @@ def counter_rig(
         if not key_path.exists():
             FieldCipher.create_key(key_path)
         cipher = FieldCipher.load(key_path)
-        db = open_database(db_path)
+        db = open_database(db_path, key_file=key_path)
         stack.callback(db.close)
         _sandbox_pharmacy(db)
         the_clock: Callable[[], float] = clock if clock is not None else ScenarioClock()

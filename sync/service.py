@@ -98,7 +98,8 @@ from appliance.delivery import (
     deliver_published,
     retry_now,
 )
-from appliance.store.database import get_setting, open_database
+from appliance.store import audit
+from appliance.store.database import get_setting, open_database, transaction
 from appliance.store.records import CounterRecords
 from appliance.store.sealing import FieldCipher
 from sync import telemetry
@@ -269,7 +270,7 @@ class SyncService:
     def __init__(self, config: SyncConfig, *, clock: Callable[[], float] = time.time) -> None:
         self.config = config
         self.clock = clock
-        self.db = open_database(config.db)
+        self.db = open_database(config.db, key_file=config.key)  # the key keys its audit rows
         self.wake = threading.Event()
         self._commands: queue.Queue[bytes] = queue.Queue()
         self._reconnected = threading.Event()
@@ -337,6 +338,8 @@ class SyncService:
                 retry_now(self.db, BACKOFFICE_STREAMS, now=now)
                 self._telemetry_due = 0.0
             report.commands = self._apply_commands()
+            with transaction(self.db) as conn:  # the journal's head, off the box (audit.verify --anchor)
+                audit.enqueue_anchor_if_due(conn, now=now)
             if self.link.connected:
                 published = deliver_published(
                     self.db, self.link, clock=self.clock, window=self.config.window, max_windows=20

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tomllib
 from datetime import date
@@ -46,7 +47,8 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
         if args.db is not None:
             from appliance.payments.store import open_payments_database, run
 
-            db = open_payments_database(args.db)
+            key = args.key or (Path(os.environ["COMPTOIR_KEY"]) if os.environ.get("COMPTOIR_KEY") else None)
+            db = open_payments_database(args.db, key_file=key)
             try:
                 result, imported = run(db, remittances, statements, config=config, as_of=as_of)
             finally:
@@ -92,6 +94,7 @@ def register(commands: Any) -> None:
         help="bank statement, camt.053 XML or CFONB 120 (repeat for several)",
     )
     parser.add_argument("--db", type=Path, help="counter database: claims to follow, imports and results kept there")
+    parser.add_argument("--key", type=Path, help="field key file, keys the audit rows (default: $COMPTOIR_KEY)")
     parser.add_argument("--out", type=Path, default=Path("out/reconcile"), help="where the CSV and HTML go")
     parser.add_argument("--config", type=Path, help="TOML file with a [payments] table of tolerances")
     parser.add_argument("--as-of", metavar="YYYY-MM-DD", help="the day delays are counted to (default: last date seen)")

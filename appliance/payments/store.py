@@ -34,9 +34,12 @@ from appliance.store import audit
 from appliance.store.database import StoreError, open_database, rows, transaction
 
 
-def open_payments_database(path: Path) -> sqlite_utils.Database:
-    """The counter database, migrated forward (the payments tables are migrations 8 and 12)."""
-    return open_database(path)
+def open_payments_database(path: Path, key_file: Path | None = None) -> sqlite_utils.Database:
+    """The counter database, migrated forward (the payments tables are migrations 8 and 12).
+
+    ``key_file`` (the field key file) keys the audit rows the import writes; without it the import
+    refuses to write them (:class:`~appliance.store.audit.JournalKeyMissing`)."""
+    return open_database(path, key_file=key_file)
 
 
 @dataclass(frozen=True, slots=True)

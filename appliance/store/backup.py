@@ -115,6 +115,7 @@ def backup(db_path: Path, key_path: Path, to_dir: Path, *, now: datetime | None 
     _write_atomically(target, blob)
     db = sqlite_utils.Database(connect(db_path), execute_plugins=False)
     try:
+        audit.use_key(db, audit.load_key(key_path))
         with transaction(db) as conn:
             audit.append(
                 conn,
@@ -159,7 +160,7 @@ def read_backup(backup_file: Path, key_path: Path) -> bytes:
         version = int(mem.execute("PRAGMA user_version").fetchone()[0])
         if version > len(MIGRATIONS):
             raise BackupError(f"{backup_file} comes from a newer comptoir (schema {version} > {len(MIGRATIONS)})")
-        report = audit.verify(sqlite_utils.Database(mem, execute_plugins=False))
+        report = audit.verify(sqlite_utils.Database(mem, execute_plugins=False), key=audit.load_key(key_path))
         if not report.ok:
             raise BackupError(f"{backup_file} has a broken audit journal: {'; '.join(report.problems)}")
     finally:
@@ -217,7 +218,7 @@ def restore(backup_file: Path, key_path: Path, db_path: Path) -> None:
     os.replace(tmp, db_path)
     fsync_directory(db_path.parent)
     try:
-        db = open_database(db_path)
+        db = open_database(db_path, key_file=key_path)
     except StoreError as exc:
         raise BackupError(f"restored {db_path}, but it could not be brought up to date: {exc}") from exc
     try:

@@ -53,17 +53,38 @@ def _path(value: Path | None, env: str, option: str) -> Path:
     return Path(from_env)
 
 
+def _optional_key(value: Path | None) -> Path | None:
+    if value is not None:
+        return value
+    from_env = os.environ.get(KEY_ENV)
+    return Path(from_env) if from_env else None
+
+
 def cmd_audit_verify(args: argparse.Namespace) -> int:
-    """Check the audit chain of a database without changing it (read-only, no migration)."""
+    """Check the audit chain of a database without changing it (read-only, no migration): the keyed
+    hashes (with the key file), the append-only triggers, and the anchors (``--anchor`` from the back
+    office, and the last one the back office acknowledged)."""
+    anchor = audit.Anchor.parse(args.anchor) if args.anchor else None
+    key_file = _optional_key(args.key)
+    key = audit.load_key(key_file) if key_file is not None else None
     db = open_database(_path(args.db, DB_ENV, "--db"), readonly=True)
     try:
-        report = audit.verify(db)
+        report = audit.verify(db, key=key, anchor=anchor)
     finally:
         db.close()
     if report.ok:
-        print(f"audit journal intact: {report.rows_checked} rows, head {report.head_hash}")
+        anchored = (
+            f"; matches the {' and '.join(report.anchors_checked)} anchor"
+            if report.anchors_checked
+            else "; NOT anchored: give --anchor <head-hash>:<count> from the back office to rule out truncation"
+        )
+        print(
+            f"audit journal intact: {report.rows_checked} rows ({report.keyed_rows} keyed), "
+            f"head {report.head_hash}:{report.rows_checked}{anchored}"
+        )
         return EXIT_OK
-    print(f"audit journal BROKEN ({report.rows_checked} rows); first broken seq {report.first_broken_seq}:")
+    where = f"first broken seq {report.first_broken_seq}" if report.first_broken_seq is not None else "problems"
+    print(f"audit journal BROKEN ({report.rows_checked} rows); {where}:")
     for problem in report.problems:
         print(f"  - {problem}")
     return EXIT_FAILED
@@ -98,7 +119,7 @@ def cmd_operator_add(args: argparse.Namespace) -> int:
     """Create an operator with a personal PIN (typed twice, never on the command line)."""
     db_path = _path(args.db, DB_ENV, "--db")
     pin = _read_pin(args.pin_stdin)
-    db = open_database(db_path)
+    db = open_database(db_path, key_file=_optional_key(args.key))
     try:
         if args.rpps and operator_by_rpps(db, args.rpps) is not None:
             raise ValueError(f"RPPS {args.rpps} is already the CPS of another operator")
@@ -113,7 +134,7 @@ def cmd_operator_add(args: argparse.Namespace) -> int:
 
 def cmd_operator_unlock(args: argparse.Namespace) -> int:
     """Lift an operator's PIN lock and reset their wrong-PIN count (support, or a locked-out titulaire)."""
-    db = open_database(_path(args.db, DB_ENV, "--db"))
+    db = open_database(_path(args.db, DB_ENV, "--db"), key_file=_optional_key(args.key))
     try:
         operator = operator_by_name(db, args.name)
         if operator is None:
@@ -159,6 +180,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     audit_commands = audit_parser.add_subparsers(dest="audit_command", required=True)
     verify = audit_commands.add_parser("verify", help="check the hash chain; exit 1 if tampered")
     verify.add_argument("--db", type=Path, help=db_help)
+    verify.add_argument("--key", type=Path, help=key_help + "; checks the keyed rows")
+    verify.add_argument(
+        "--anchor", metavar="HEAD:COUNT", help="the journal's head as the back office recorded it (<head-hash>:<count>)"
+    )
     verify.set_defaults(func=_guarded(cmd_audit_verify))
 
     backup_parser = subparsers.add_parser("backup", help="write an encrypted backup of the database")
@@ -177,6 +202,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     operator_commands = operator_parser.add_subparsers(dest="operator_command", required=True)
     add = operator_commands.add_parser("add", help="add an operator with a personal PIN")
     add.add_argument("--db", type=Path, help=db_help)
+    add.add_argument("--key", type=Path, help=key_help + "; keys the audit row")
     add.add_argument("--name", required=True)
     add.add_argument("--role", required=True, choices=[role.value for role in Role])
     add.add_argument("--pin-stdin", action="store_true", help="read the PIN from one line of stdin (scripts)")
@@ -185,6 +211,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     unlock = operator_commands.add_parser("unlock", help="lift a PIN lock and reset the wrong-PIN count")
     unlock.add_argument("name", help="the operator's name (any case)")
     unlock.add_argument("--db", type=Path, help=db_help)
+    unlock.add_argument("--key", type=Path, help=key_help + "; keys the audit row")
     unlock.add_argument("--reason", default="comptoir operator unlock", help="why, for the audit journal")
     unlock.set_defaults(func=_guarded(cmd_operator_unlock))
 

@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 import sqlite3
+import stat
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -181,19 +183,60 @@ def schema_state(db: sqlite_utils.Database, migrations: Sequence[Migration]) -> 
     return SchemaState(file_version, code_version, floor)
 
 
-def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
+class StoreConnection(sqlite3.Connection):
+    """The connections :func:`connect` opens: a plain SQLite connection that can also carry the audit
+    journal's chain key (:func:`appliance.store.audit.use_key`), so every ``audit.append`` on it finds
+    the key without each caller passing it around."""
+
+    journal_key: bytes | None = None
+
+
+DATABASE_MODE = 0o600
+"""The database holds prescriptions, prescribers and ALD/C2S flags: readable by its owner only.
+SQLite gives the ``-wal`` and ``-shm`` files the database file's mode (whatever the umask)."""
+
+
+def _private_file(path: Path) -> None:
+    """Create ``path`` empty with mode 0600 if it does not exist (SQLite would create it 0644 minus the
+    umask), and take group/other access away from an existing database and its WAL/SHM files."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, DATABASE_MODE)
+    except FileExistsError:
+        pass
+    else:
+        try:
+            os.fchmod(fd, DATABASE_MODE)  # the umask can only narrow the mode, but be explicit
+        finally:
+            os.close(fd)
+    for candidate in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        try:
+            mode = stat.S_IMODE(candidate.stat().st_mode)
+            if mode & 0o077:
+                os.chmod(candidate, mode & 0o700)
+                log.warning("store: %s was readable by other users; mode set to %04o", candidate.name, mode & 0o700)
+        except FileNotFoundError:
+            continue
+        except PermissionError:  # not our file: SQLite will say what it can do with it
+            continue
+
+
+def connect(path: Path, *, readonly: bool = False) -> StoreConnection:
     """A raw connection with the store's per-connection settings (see the module docstring).
 
     ``readonly`` opens the file with ``mode=ro`` (it must exist): for checks and backups that must
-    never change the file, not even by migrating it.
+    never change the file, not even by migrating it. Otherwise the file is created (or kept) 0600.
     """
     if readonly:
         if not path.exists():
             raise StoreError(f"database file not found: {path}")
         uri = path.resolve().as_uri() + "?mode=ro"
-        conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
+        conn = sqlite3.connect(
+            uri, uri=True, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None, factory=StoreConnection
+        )
     else:
-        conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
+        if str(path) != ":memory:":
+            _private_file(path)
+        conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None, factory=StoreConnection)
     try:
         conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_SECONDS * 1000)}")
         if not readonly:
@@ -209,7 +252,11 @@ def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
 
 
 def open_database(
-    path: Path, *, migrations: Sequence[Migration] | None = None, readonly: bool = False
+    path: Path,
+    *,
+    migrations: Sequence[Migration] | None = None,
+    readonly: bool = False,
+    key_file: Path | None = None,
 ) -> sqlite_utils.Database:
     """Open (creating if needed) the database at ``path`` and bring its schema up to date.
 
@@ -217,10 +264,20 @@ def open_database(
     store tables first, then the domain's). A file a newer release already migrated is used as it is
     when this code can still read it (see :data:`READABLE_FROM_KEY`: the roll-back case), refused
     otherwise. ``readonly`` skips migrations and writes nothing; it is for ``audit verify`` and
-    backups. The caller closes the database (``db.close()``).
+    backups. ``key_file`` (the field key file) registers the audit journal's chain key on the
+    connection (:func:`appliance.store.audit.use_key`): without it the database can be read, but
+    ``audit.append`` refuses to write (a :class:`~appliance.store.records.CounterRecords` registers the
+    key of its cipher too). The caller closes the database (``db.close()``).
     """
+    journal_key: bytes | None = None
+    if key_file is not None:
+        from appliance.store.sealing import JOURNAL_INFO, derive_key, read_key_file
+
+        journal_key = derive_key(read_key_file(key_file), JOURNAL_INFO)
     conn = connect(path, readonly=readonly)
     try:
+        if journal_key is not None:
+            conn.journal_key = journal_key
         db = sqlite_utils.Database(conn, execute_plugins=False)
         if not readonly:
             if migrations is None:

@@ -175,6 +175,20 @@ PRESCRIBER_MAILBOX = Migration(
     """,
 )
 
+AUDIT_KEYED = Migration(
+    15,
+    "keyed audit chain",
+    """
+    -- The audit chain becomes keyed: HMAC-SHA256 under a sub-key of the field key file, kept outside
+    -- the database (see appliance.store.audit). hash_version 0 = the plain SHA-256 rows written
+    -- before, still checked the old way; 1 = keyed. An older release (after a roll-back) writes 0.
+    ALTER TABLE audit_journal ADD COLUMN hash_version INTEGER NOT NULL DEFAULT 0;
+    -- The first seq that must be keyed: a plain row at or after it was written without the key.
+    INSERT INTO pharmacy(key, value)
+    SELECT 'audit.keyed_from', COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'audit_journal'), 0) + 1;
+    """,
+)
+
 MIGRATIONS: list[Migration] = [
     PHARMACY,
     OPERATORS,
@@ -190,5 +204,6 @@ MIGRATIONS: list[Migration] = [
     PAYMENTS_ADJUSTMENTS,
     DP_AND_MESSAGES,
     PRESCRIBER_MAILBOX,
+    AUDIT_KEYED,
 ]
 """All migrations, in order. The domain's migrations are appended after these (versions 6…)."""

@@ -109,6 +109,7 @@ class CounterRecords:
         self.db = db
         self.cipher = cipher
         self.clock = clock
+        journal.use_key(db, cipher.journal_key())  # every audit row written through this db is keyed
         self.backoffice_events = backoffice_events
         """Queue an ``events`` outbox message with each claim, batch and acknowledgement for the
         pharmacy's back office (``comptoir sync`` publishes them over MQTT). Off unless the box is
@@ -768,6 +769,8 @@ class CounterRecords:
                 f"event:batch.closed:{number}",
                 {"type": "batch.closed", "batch": number, "at": now, "claims": len(claims)},
             )
+            if self.backoffice_events:  # anchor the journal's head (this close included) off the box
+                journal.enqueue_anchor(conn, now=now)
         return number
 
     def batch_wire(self, batch_number: int) -> dict[str, Any]:

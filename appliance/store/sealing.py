@@ -11,6 +11,7 @@ index key and the backup key never coincide and a leak of one derived key does n
 - ``comptoir/field-seal/v1``   AES-GCM key for :meth:`FieldCipher.seal`
 - ``comptoir/blind-index/v1``  HMAC-SHA256 key for :meth:`FieldCipher.index`
 - ``comptoir/backup/v1``       AES-GCM key for :mod:`appliance.store.backup`
+- ``comptoir/audit-chain/v1``  HMAC-SHA256 key of the audit journal's chain (:mod:`appliance.store.audit`)
 
 Losing the key file loses every sealed field *and* every backup: it must be escrowed (printed or
 copied to the titulaire's safe) when the box is installed.
@@ -42,6 +43,7 @@ SEAL_VERSION = 1
 _FIELD_INFO = b"comptoir/field-seal/v1"
 _INDEX_INFO = b"comptoir/blind-index/v1"
 BACKUP_INFO = b"comptoir/backup/v1"
+JOURNAL_INFO = b"comptoir/audit-chain/v1"
 
 
 class SealError(StoreError):
@@ -120,13 +122,19 @@ def _check_context(context: str) -> bytes:
 class FieldCipher:
     """Seals and opens identity fields, and computes blind indexes, with sub-keys of one key file."""
 
-    __slots__ = ("_aead", "_index_key")
+    __slots__ = ("_aead", "_index_key", "_journal_key")
 
     def __init__(self, root_key: bytes) -> None:
         if len(root_key) != KEY_SIZE:
             raise KeyFileError(f"root key must be {KEY_SIZE} bytes, got {len(root_key)}")
         self._aead = AESGCM(derive_key(root_key, _FIELD_INFO))
         self._index_key = derive_key(root_key, _INDEX_INFO)
+        self._journal_key = derive_key(root_key, JOURNAL_INFO)
+
+    def journal_key(self) -> bytes:
+        """The audit journal's chain key (HKDF sub-key ``comptoir/audit-chain/v1`` of the same root), for
+        :func:`appliance.store.audit.use_key`. Never log it."""
+        return self._journal_key
 
     def __repr__(self) -> str:
         return "FieldCipher(<key hidden>)"

@@ -19,14 +19,28 @@ SIGKILL cannot lose a line already written (the kernel has it):
 - ``shown <n>``: the core has durably recorded that the screen showed claim ``n`` (``ResultShown``, as
   the kiosk reports it), so a restart must not point the pharmacist to it;
 - ``batch <n>``: batch ``n`` was closed;
-- ``paused <n> <stage>``: the pause hook holds the billing transaction open (see below).
+- ``paused <n> <stage>``: the worker stopped at a named point and waits to be killed (see below).
 
 Pause hook (this worker only, production code is untouched): with ``COMPTOIR_CRASH_PAUSE=<k>:<stage>``
-the ``k``-th claim of this process stops and waits to be killed. ``stage`` is ``number`` (inside its
-transaction, right after the claim number was taken), ``commit`` (after the last statement of the
-transaction, the ``claim.created`` audit row, just before COMMIT) or ``shown`` (after the COMMIT, before
-the screen shows the number). The first two wrap the module-level functions ``numbering.next_number``
-and ``audit.append`` that ``CounterRecords.record_claim`` calls; the last is the session's own step.
+the worker stops at that point of its ``k``-th session, claim or batch closing, writes ``paused``, and
+sleeps until it is killed there (the parent reads the line, then sends SIGKILL: the kill lands at that
+point whatever the machine's load). The stages, in the order a session meets them:
+
+- ``open`` (``k`` = 1): the database is open (WAL recovered, migrations run), before the login;
+- ``session``: the ``k``-th session has its prescription confirmed and its boxes scanned, before control;
+- ``billing``: the PIN given to validate the ``k``-th session was checked (that check commits on its
+  own), before the claim's transaction;
+- ``number``: inside the ``k``-th claim's transaction, right after the claim number was taken;
+- ``commit``: after the last statement of that transaction (the ``claim.created`` audit row), just
+  before COMMIT;
+- ``shown``: after the COMMIT, before the screen shows the number (``n`` is the claim number);
+- ``close``: inside the transaction that closes the ``k``-th batch of this process, after its last
+  statement (the ``batch.closed`` audit row), before COMMIT (``n`` is the batch number).
+
+``number``, ``commit`` and ``close`` wrap the module-level functions ``numbering.next_number`` and
+``audit.append`` that the store calls, ``billing`` the records' ``authenticate``; the others are the
+session's own steps. ``n`` is the claim number (claim stages), the batch number (``close``), or the
+session's ordinal.
 
 The worker stops by itself after ``--max-seconds`` or ``--max-sessions``, so a lost test never
 leaves it running.
@@ -65,6 +79,8 @@ START = datetime(2026, 6, 15, 9, 0, tzinfo=UTC)
 """The sandbox population's reference day (card rights and box expiries are valid on it)."""
 OPERATOR, PIN = "crash-pharmacien", "2468"
 PAUSE_ENV = "COMPTOIR_CRASH_PAUSE"
+PAUSE_STAGES = ("open", "session", "billing", "number", "commit", "shown", "close")
+"""Where the worker can stop to be killed, in the order a session meets them (see the module's doc)."""
 PATIENT_CASES = ("corsica", "ald", "durand", "le-goff", "c2s", "martin-family")
 """Cards of the sandbox population; a multi-beneficiary card goes through the choice of a person."""
 PRODUCTS = (
@@ -114,36 +130,43 @@ def _pause_spec() -> tuple[int, str] | None:
     if not raw:
         return None
     k, _, stage = raw.partition(":")
-    if stage not in ("number", "commit", "shown") or not k.isdigit() or int(k) < 1:
-        raise SystemExit(f"crash_worker: bad {PAUSE_ENV}={raw!r} (want <k>:number, <k>:commit or <k>:shown)")
+    if stage not in PAUSE_STAGES or not k.isdigit() or int(k) < 1:
+        raise SystemExit(f"crash_worker: bad {PAUSE_ENV}={raw!r} (want <k>:<stage>, stage in {PAUSE_STAGES})")
     return int(k), stage
 
 
-def install_hooks(log: SideLog, *, hold_seconds: float) -> Callable[[int, str], None]:
-    """Trace (and optionally pause) the billing transaction from the outside of production code."""
+Hold = Callable[[str, int, int], None]
+"""``hold(stage, k, n)``: stop there if this is the pause asked for (``k``-th time at ``stage``)."""
+
+
+def install_hooks(log: SideLog, *, hold_seconds: float) -> Hold:
+    """Trace (and optionally pause) the billing and batch transactions from the outside of production code."""
     pause = _pause_spec()
-    taken = {"claims": 0}
+    taken = {"claims": 0, "closed": 0}
     real_next_number = numbering.next_number
     real_append = audit.append
 
-    def hold(number: int, stage: str) -> None:
-        if pause is not None and taken["claims"] == pause[0] and stage == pause[1]:
+    def hold(stage: str, k: int, number: int) -> None:
+        if pause is not None and pause == (k, stage):
             log.line(f"paused {number} {stage}")
             time.sleep(hold_seconds)  # the test kills us here
-            raise SystemExit("crash_worker: paused inside the billing transaction but never killed")
+            raise SystemExit(f"crash_worker: paused at {stage} but never killed")
 
     def traced_next_number(conn: sqlite3.Connection, series: str) -> int:
         number = real_next_number(conn, series)
         if series == "claim":
             taken["claims"] += 1
             log.line(f"number {number}")
-            hold(number, "number")
+            hold("number", taken["claims"], number)
         return number
 
     def traced_append(conn: sqlite3.Connection, **kwargs: Any) -> int:
         seq = real_append(conn, **kwargs)
         if kwargs.get("action") == "claim.created":
-            hold(int(kwargs.get("subject") or 0), "commit")
+            hold("commit", taken["claims"], int(kwargs.get("subject") or 0))
+        elif kwargs.get("action") == "batch.closed":
+            taken["closed"] += 1
+            hold("close", taken["closed"], int(kwargs.get("subject") or 0))
         return seq
 
     numbering.next_number = traced_next_number
@@ -160,13 +183,26 @@ class Driver:
         reader: CodeReader,
         log: SideLog,
         round_no: int,
-        hold: Callable[[int, str], None] | None = None,
+        hold: Hold | None = None,
     ) -> None:
         self.counter = counter
         self.reader = reader
         self.log = log
         self.round_no = round_no
-        self.hold = hold or (lambda number, stage: None)
+        self.hold: Hold = hold or (lambda stage, k, number: None)
+        self.billing = 0
+        """The ordinal of the session whose validation PIN is being checked (0: none)."""
+        self.claims = 0
+        """Claims this process committed."""
+        real_authenticate = counter.records.authenticate
+
+        def authenticate(operator: int | str, pin: str) -> Any:
+            checked = real_authenticate(operator, pin)
+            if self.billing:
+                self.hold("billing", self.billing, self.billing)
+            return checked
+
+        counter.records.authenticate = authenticate  # type: ignore[method-assign]
 
     def send(self, event: Event, *, want: Step | None = None) -> Outcome:
         outcome = self.counter.handle(event)
@@ -216,12 +252,18 @@ class Driver:
             serial = f"K{tag}S{seq}B{j}"
             serials.append(serial)
             self.scan(f"010{cip13}17271231" + f"10LOT{j}\x1d21{serial}", want=Step.DISPENSATION)
+        self.hold("session", index + 1, index + 1)
         self.intent("continue", want=Step.CONTROL)
         self.log.line(f"billing {tag}.{seq}")
-        self.intent("validate", want=Step.PAYMENT, pin=PIN)
+        self.billing = index + 1
+        try:
+            self.intent("validate", want=Step.PAYMENT, pin=PIN)
+        finally:
+            self.billing = 0
         number = self.counter.session.claim_number
         assert number is not None
-        self.hold(number, "shown")  # committed, not on the screen yet
+        self.claims += 1
+        self.hold("shown", self.claims, number)  # committed, not on the screen yet
         self.log.line(f"claim {number} {prescription_id} {','.join(serials)}", durable=True)
         self.send(ResultShown(number))  # what the kiosk's view model reports once the screen is up
         self.log.line(f"shown {number}")
@@ -259,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.key.exists():
         FieldCipher.create_key(args.key)
     cipher = FieldCipher.load(args.key)
-    db = open_database(args.db)
+    db = open_database(args.db, key_file=args.key)
     try:
         ensure_operator(db)
         clock: Callable[[], float] = WorkerClock(offset=args.round_no * 600.0)
@@ -267,6 +309,7 @@ def main(argv: list[str] | None = None) -> int:
         records = CounterRecords(db, cipher, clock)
         counter = Counter(records, offline, ProductTable.load(DEFAULT_PRODUCTS_PATH), clock=clock)
         driver = Driver(counter, CodeReader(), log, args.round_no, hold)
+        hold("open", 1, 0)  # the database is open and migrated, nobody logged in yet
         driver.intent("login", operator=OPERATOR, pin=PIN)
         log.line("ready")
         for index in range(args.max_sessions):

@@ -68,7 +68,7 @@ def test_claims_sent_again_keep_their_numbers_and_no_number_is_skipped(tmp_path:
     assert claims == [1, 2, 3] and series["claim"] == 3, "gapless: every number handed out is a claim"
     assert batches == [1, 2] and series["batch"] == 2, "sequential batches, none opened for nothing"
     assert trips == 2 and rejections == 2 and statuses == {"accepted"}
-    verify = [*COMPTOIR, "audit", "verify", "--db", str(db)]
+    verify = [*COMPTOIR, "audit", "verify", "--db", str(db), "--key", str(db.with_name(db.name + ".key"))]
     assert subprocess.run(verify, capture_output=True, timeout=60, check=False).returncode == 0
 
 
@@ -129,7 +129,7 @@ def test_tampering_with_the_audit_journal_is_detected(tmp_path: Path) -> None:
     db = tmp_path / "counter.db"
     status, _ = play(Path("docs/scenarios/apcv-full.jsonl"), tmp_path, db=db)
     assert status == 0
-    verify = [*COMPTOIR, "audit", "verify", "--db", str(db)]
+    verify = [*COMPTOIR, "audit", "verify", "--db", str(db), "--key", str(db.with_name(db.name + ".key"))]
     assert subprocess.run(verify, capture_output=True, timeout=60, check=False).returncode == 0
     with sqlite3.connect(db) as conn:
         conn.execute("DROP TRIGGER audit_journal_no_update")

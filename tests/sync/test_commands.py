@@ -10,7 +10,7 @@ import pytest
 import sqlite_utils
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from appliance.store import outbox
+from appliance.store import audit, outbox
 from appliance.store.database import get_setting, open_database, set_setting, transaction
 from sandbox.backoffice.broker import MosquittoBroker
 from sandbox.backoffice.pki import Pki
@@ -25,6 +25,7 @@ NOW = 1_800_000_000.0
 @pytest.fixture
 def db(tmp_path: Path) -> Iterator[sqlite_utils.Database]:
     database = open_database(tmp_path / "comptoir.db")
+    audit.use_key(database, bytes(32))  # the box's journal key (comptoir sync opens the db with its key file)
     yield database
     database.close()
 

@@ -155,7 +155,7 @@ def config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ProductionConfig:
 def test_no_device_configured_gives_a_runnable_controller_and_the_cps_path(config: ProductionConfig) -> None:
     from appliance.store.database import open_database
 
-    db = open_database(config.database)
+    db = open_database(config.database, key_file=config.key)
     alice = operators.add_operator(db, "alice", Role.PHARMACIEN, "2468")
     operators.set_rpps(db, alice, "10000000007", by=None)
     db.close()

@@ -80,7 +80,7 @@ def test_the_e_cps_login_through_the_production_kiosk(tmp_path: Path, monkeypatc
 
     key = tmp_path / "fields.key"
     FieldCipher.create_key(key)
-    db = open_database(tmp_path / "c.db")
+    db = open_database(tmp_path / "c.db", key_file=key)
     alice = operators.add_operator(db, "alice", Role.PHARMACIEN, "2468")
     operators.set_rpps(db, alice, "10000000007", by=None)
     operators.add_operator(db, "claire", Role.PREPARATEUR, "1357")

@@ -18,6 +18,7 @@ from appliance.payments.noemie import load_remittances
 from appliance.payments.report import report_data
 from appliance.payments.store import open_payments_database, record_manual_match, run
 from appliance.store import StoreError, audit
+from appliance.store.sealing import FieldCipher
 from sandbox import payments as gen
 
 OUTCOME_STATUSES = {
@@ -35,14 +36,15 @@ def months(tmp_path_factory: pytest.TempPathFactory) -> tuple[gen.Activity, Path
     activity = gen.generate(months=3, claims_per_day=12, seed=7)
     directory = tmp_path_factory.mktemp("months")
     gen.write_files(activity, directory)
-    db = open_payments_database(directory / "counter.db")
+    FieldCipher.create_key(directory / "counter.key")
+    db = open_payments_database(directory / "counter.db", key_file=directory / "counter.key")
     gen.seed_database(db, activity)
     db.close()
     return activity, directory
 
 
 def _run(directory: Path, bank: str, db_path: Path) -> Reconciliation:
-    db = open_payments_database(db_path)
+    db = open_payments_database(db_path, key_file=directory / "counter.key")
     try:
         result, _ = run(db, load_remittances(directory / "remittances"), [parse_statement(directory / bank)])
     finally:
@@ -129,7 +131,7 @@ def test_manual_matches_are_audited_and_win(months: tuple[gen.Activity, Path], t
     first = _run(directory, "bank.xml", db_path)
     stray = next(r for r in first.remittances if r.status is Status.PAID_NOT_CREDITED)
     unknown = next(c for c in first.credits if c.status is Status.CREDIT_UNKNOWN)
-    db: sqlite_utils.Database = open_payments_database(db_path)
+    db: sqlite_utils.Database = open_payments_database(db_path, key_file=directory / "counter.key")
     try:
         seq = record_manual_match(
             db,
@@ -150,7 +152,7 @@ def test_manual_matches_are_audited_and_win(months: tuple[gen.Activity, Path], t
         db.close()
     second = _run(directory, "bank.xml", db_path)
     assert second.matches[stray.remittance.remittance_id] == (unknown.credit.key, "manual")
-    db = open_payments_database(db_path)
+    db = open_payments_database(db_path, key_file=directory / "counter.key")
     try:
         record_manual_match(db, remittance_id=stray.remittance.remittance_id, credit_key=None, operator_id=1)
     finally:
@@ -185,7 +187,7 @@ def test_the_command_prints_a_summary_and_writes_csv_and_html(
     db_path.write_bytes((directory / "counter.db").read_bytes())
     out = tmp_path / "out"
     args = ["reconcile", "--remittances", str(directory / "remittances"), "--bank", str(directory / "bank.cfonb")]
-    assert main([*args, "--db", str(db_path), "--out", str(out)]) == 0
+    assert main([*args, "--db", str(db_path), "--key", str(directory / "counter.key"), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "payé et crédité" in printed and "virements inexpliqués : 2" in printed
     with (out / "reconciliation.csv").open(encoding="utf-8") as handle:

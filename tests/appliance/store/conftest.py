@@ -31,8 +31,9 @@ def db_path(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def db(db_path: Path) -> Iterator[sqlite_utils.Database]:
-    database = open_database(db_path)
+def db(db_path: Path, key_path: Path) -> Iterator[sqlite_utils.Database]:
+    """The database opened with its key file, as the box opens it (audit rows are keyed)."""
+    database = open_database(db_path, key_file=key_path)
     yield database
     database.close()
 

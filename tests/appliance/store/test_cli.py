@@ -14,6 +14,7 @@ import pytest
 
 from appliance.store import open_database
 from appliance.store.operators import MAX_FAILED_ATTEMPTS, AuthenticationError, OperatorLocked, authenticate
+from appliance.store.sealing import FieldCipher
 
 
 def run(*args: str, stdin: str = "", env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -47,6 +48,8 @@ def test_install_add_operators_verify_back_up_and_restore(paths: tuple[Path, Pat
         "add",
         "--db",
         str(db),
+        "--key",
+        str(key),
         "--name",
         "Marie",
         "--role",
@@ -61,6 +64,8 @@ def test_install_add_operators_verify_back_up_and_restore(paths: tuple[Path, Pat
         "add",
         "--db",
         str(db),
+        "--key",
+        str(key),
         "--name",
         "MARIE",
         "--role",
@@ -74,6 +79,8 @@ def test_install_add_operators_verify_back_up_and_restore(paths: tuple[Path, Pat
         "add",
         "--db",
         str(db),
+        "--key",
+        str(key),
         "--name",
         "Paul",
         "--role",
@@ -83,7 +90,7 @@ def test_install_add_operators_verify_back_up_and_restore(paths: tuple[Path, Pat
     )
     assert short.returncode == 1 and "4 to 8 digits" in short.stderr
 
-    verified = run("audit", "verify", "--db", str(db))
+    verified = run("audit", "verify", "--db", str(db), "--key", str(key))
     assert verified.returncode == 0, verified.stdout + verified.stderr
     assert "intact" in verified.stdout
 
@@ -94,7 +101,7 @@ def test_install_add_operators_verify_back_up_and_restore(paths: tuple[Path, Pat
 
     restored = run("restore", str(backup_file), "--db", str(tmp_path / "restored.db"), "--key", str(key))
     assert restored.returncode == 0, restored.stderr
-    assert run("audit", "verify", "--db", str(tmp_path / "restored.db")).returncode == 0
+    assert run("audit", "verify", "--db", str(tmp_path / "restored.db"), "--key", str(key)).returncode == 0
 
     data = bytearray(backup_file.read_bytes())
     data[-1] ^= 0xFF
@@ -105,7 +112,8 @@ def test_install_add_operators_verify_back_up_and_restore(paths: tuple[Path, Pat
 
 
 def test_audit_verify_exits_1_and_names_the_broken_seq(paths: tuple[Path, Path], tmp_path: Path) -> None:
-    db, _ = paths
+    db, key = paths
+    FieldCipher.create_key(key)
     for name in ("Marie", "Paul"):
         assert (
             run(
@@ -113,6 +121,8 @@ def test_audit_verify_exits_1_and_names_the_broken_seq(paths: tuple[Path, Path],
                 "add",
                 "--db",
                 str(db),
+                "--key",
+                str(key),
                 "--name",
                 name,
                 "--role",
@@ -126,7 +136,7 @@ def test_audit_verify_exits_1_and_names_the_broken_seq(paths: tuple[Path, Path],
     conn.execute("DROP TRIGGER audit_journal_no_update")
     conn.execute('UPDATE audit_journal SET details = \'{"role":"titulaire"}\' WHERE seq = 2')
     conn.close()
-    verified = run("audit", "verify", "--db", str(db))
+    verified = run("audit", "verify", "--db", str(db), "--key", str(key))
     assert verified.returncode == 1
     assert "first broken seq 2" in verified.stdout
     assert "row seq 2 changed" in verified.stdout
@@ -148,15 +158,16 @@ def test_db_and_key_default_to_the_environment(paths: tuple[Path, Path], tmp_pat
 
 
 def test_an_operator_added_with_an_rpps_can_log_in_with_their_cps(paths: tuple[Path, Path]) -> None:
-    db, _ = paths
+    db, key = paths
+    FieldCipher.create_key(key)
     added = run(
-        "operator", "add", "--db", str(db), "--name", "Camille", "--role", "pharmacien", "--rpps", "10001234567",
-        "--pin-stdin", stdin="2468\n",
+        "operator", "add", "--db", str(db), "--key", str(key), "--name", "Camille", "--role", "pharmacien",
+        "--rpps", "10001234567", "--pin-stdin", stdin="2468\n",
     )  # fmt: skip
     assert added.returncode == 0, added.stderr
     again = run(
-        "operator", "add", "--db", str(db), "--name", "Dominique", "--role", "pharmacien", "--rpps", "10001234567",
-        "--pin-stdin", stdin="1357\n",
+        "operator", "add", "--db", str(db), "--key", str(key), "--name", "Dominique", "--role", "pharmacien",
+        "--rpps", "10001234567", "--pin-stdin", stdin="1357\n",
     )  # fmt: skip
     assert again.returncode == 1
     assert "RPPS" in again.stderr
@@ -166,12 +177,14 @@ def test_an_operator_added_with_an_rpps_can_log_in_with_their_cps(paths: tuple[P
 
 
 def test_operator_unlock_lifts_a_lock_and_is_audited(paths: tuple[Path, Path]) -> None:
-    db, _ = paths
+    db, key = paths
+    FieldCipher.create_key(key)
     added = run(
-        "operator", "add", "--db", str(db), "--name", "Marie", "--role", "pharmacien", "--pin-stdin", stdin="4821\n"
+        "operator", "add", "--db", str(db), "--key", str(key), "--name", "Marie", "--role", "pharmacien",
+        "--pin-stdin", stdin="4821\n",
     )  # fmt: skip
     assert added.returncode == 0, added.stderr
-    store = open_database(db)
+    store = open_database(db, key_file=key)
     try:
         now = time.time()
         for _ in range(MAX_FAILED_ATTEMPTS):
@@ -181,7 +194,9 @@ def test_operator_unlock_lifts_a_lock_and_is_audited(paths: tuple[Path, Path]) -
             authenticate(store, 1, "4821", now=now)
     finally:
         store.close()
-    unlocked = run("operator", "unlock", "marie", "--db", str(db), "--reason", "locked out by a patient")
+    unlocked = run(
+        "operator", "unlock", "marie", "--db", str(db), "--key", str(key), "--reason", "locked out by a patient"
+    )  # fmt: skip
     assert unlocked.returncode == 0, unlocked.stderr
     assert "operator 1 (Marie) unlocked" in unlocked.stdout
     with sqlite3.connect(db) as conn:
@@ -193,9 +208,9 @@ def test_operator_unlock_lifts_a_lock_and_is_audited(paths: tuple[Path, Path]) -
     details = json.loads(row[3])
     assert details == {"reason": "locked out by a patient", "consecutive_failures": 5, "locked_until": now + 60}
 
-    again = run("operator", "unlock", "Marie", env={"COMPTOIR_DB": str(db)})
+    again = run("operator", "unlock", "Marie", env={"COMPTOIR_DB": str(db), "COMPTOIR_KEY": str(key)})
     assert again.returncode == 0 and "was not locked" in again.stdout
     unknown = run("operator", "unlock", "Paul", "--db", str(db))
     assert unknown.returncode == 1 and "no active operator named 'Paul'" in unknown.stderr
     assert "Traceback" not in unknown.stderr
-    assert run("audit", "verify", "--db", str(db)).returncode == 0
+    assert run("audit", "verify", "--db", str(db), "--key", str(key)).returncode == 0

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from appliance.store import audit
 from appliance.store.database import Migration, StoreError, migrate, open_database, transaction
 from appliance.store.migrations import MIGRATIONS
 from appliance.updates.compat import READABLE_FROM_KEY, open_compatible
@@ -100,6 +101,7 @@ def test_the_previous_release_runs_on_the_migrated_database(tmp_path: Path):
     db = open_database(db_path, migrations=[*MIGRATIONS, NEXT])  # the new release migrated it
     db.close()
     old = open_compatible(db_path, migrations=MIGRATIONS)  # the previous release
+    audit.use_key(old, bytes(32))  # its audit rows are keyed, as on a box
     try:
         from appliance.domain import Role
         from appliance.store.operators import add_operator  # the old code's own write path
