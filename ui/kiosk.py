@@ -115,11 +115,14 @@ def kiosk_against_sandbox(
     rpps: Mapping[str, str] = DEMO_RPPS,
     start: datetime | None = START,
     population: object = None,
+    mail: bool = True,
 ) -> Iterator[Kiosk]:
     """A whole kiosk on a real SQLite store and the sandbox teleservices over HTTP (127.0.0.1).
 
     The clock starts on the sandbox population's reference day (rights and prescriptions valid),
-    runs in real time, and can be advanced (idle timeout tests).
+    runs in real time, and can be advanced (idle timeout tests). Without ``mail`` no sandbox MSSanté
+    operator is started in this process (the secure messages then wait in the outbox, as on the box,
+    where ``comptoir sync`` sends them): the benchmark measures the kiosk without it.
     """
     clock = KioskClock(start)
 
@@ -136,6 +139,7 @@ def kiosk_against_sandbox(
         population=population,
         sandbox_today=today,
         timeout=config.expected_call_s,
+        mail=mail,
     )
 
     def open_rig() -> tuple[CounterRig, list[str], dict[str, str]]:

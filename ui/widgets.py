@@ -1,4 +1,4 @@
-"""Kiosk widgets used by the kv screens: flat high-contrast buttons, lists rebuilt from view-model rows,
+"""Kiosk widgets used by the kv screens: flat high-contrast buttons, lists kept in step with view-model rows,
 and the attract screen's pictograms (drawn, so the kiosk ships no image files)."""
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ class KButton(Button):  # type: ignore[misc]
     kind = OptionProperty("primary", options=list(theme.BUTTON_COLORS))
     intent = StringProperty("")
     """The intent or action it stands for (the tests and the journey find buttons by it)."""
+    choice: Any = None
+    """In a :class:`ChoiceList`, the ``index`` of the item it shows (sent with ``on_choice``)."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -69,6 +71,7 @@ class Deck(BoxLayout):  # type: ignore[misc]
         for child in list(self.children):
             super().remove_widget(child)
         super().add_widget(page)
+        show_stale(page)
 
 
 class Shown(BoxLayout):  # type: ignore[misc]
@@ -77,6 +80,10 @@ class Shown(BoxLayout):  # type: ignore[misc]
     swallow a touch meant for the section drawn over it (a disabled widget eats the touches it gets)."""
 
     shown = BooleanProperty(True)
+
+    def on_shown(self, *_: Any) -> None:
+        if self.shown:
+            show_stale(self)
 
     def on_touch_down(self, touch: Any) -> bool:
         return bool(self.shown and super().on_touch_down(touch))
@@ -88,6 +95,26 @@ class Shown(BoxLayout):  # type: ignore[misc]
         return bool(self.shown and super().on_touch_up(touch))
 
 
+def on_screen(widget: Any) -> bool:
+    """Whether ``widget`` can be seen: attached to the window (not on a page a :class:`Deck` holds off,
+    nor in the pharmacist panel while it is closed) and inside no hidden :class:`Shown` section."""
+    node = widget
+    while True:
+        if isinstance(node, Shown) and not node.shown:
+            return False
+        parent = node.parent
+        if parent is None or parent is node:  # the Window is its own parent
+            return bool(node.get_root_window() is node)
+        node = parent
+
+
+def show_stale(root: Any) -> None:
+    """Bring the lists under ``root`` up to date, now that it is shown (see :meth:`RowList.rebuild`)."""
+    for widget in root.walk(restrict=True):
+        if isinstance(widget, RowList | ChoiceList) and widget.stale:
+            widget.rebuild()
+
+
 class RowLabel(Label):  # type: ignore[misc]
     """One row of a list; ``gap`` highlights a discrepancy."""
 
@@ -97,14 +124,26 @@ class RowLabel(Label):  # type: ignore[misc]
 
 
 class RowList(BoxLayout):  # type: ignore[misc]
-    """Rows rebuilt from ``items`` (dicts with ``text`` and optional ``gap``, ``done``, ``detail``: a second,
-    smaller and greyer line)."""
+    """Rows shown from ``items`` (dicts with ``text`` and optional ``gap``, ``done``, ``detail``: a second,
+    smaller and greyer line).
+
+    The rows are updated in place: a new ``items`` changes the text and colour of the rows already
+    there and adds or removes rows only for the difference in count, so a box scanned costs one new
+    row and the labels whose text changed, not a new list of widgets (and their garbage) every time.
+    """
 
     items = ListProperty([])
     unit = NumericProperty(80)
     empty = StringProperty("")
     dense = BooleanProperty(False)
     """Smaller rows (receipt, amounts, boxes): more fit on a 480-pixel screen."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        self._rows: list[RowLabel] = []
+        """The row labels, top to bottom."""
+        self.stale = False
+        """``items`` changed while the list could not be seen: the rows wait for it to be shown."""
+        super().__init__(**kwargs)
 
     def on_items(self, *_: Any) -> None:
         self.rebuild()
@@ -115,19 +154,35 @@ class RowList(BoxLayout):  # type: ignore[misc]
     def on_dense(self, *_: Any) -> None:
         self.rebuild()
 
+    def on_empty(self, *_: Any) -> None:
+        self.rebuild()
+
     def rebuild(self) -> None:
-        self.clear_widgets()
+        """Show ``items``; a list nobody can see (another screen's, the closed panel's) only notes it
+        and is brought up to date when shown (:func:`show_stale`): each label changed costs a text
+        render and a texture upload, and most lists bound to a view-model row are off screen."""
+        self.stale = not on_screen(self)
+        if self.stale:
+            return
         rows = list(self.items)
         if not rows and self.empty:
             rows = [{"text": self.empty}]
-        for item in rows:
+        while len(self._rows) > len(rows):
+            self.remove_widget(self._rows.pop())
+        for index, item in enumerate(rows):
             text = str(item.get("text", ""))
             if item.get("done"):
                 text = f"{text}   [b]{item['done']}[/b]"
             if item.get("detail"):
                 size = round(self.unit * theme.SMALL)
                 text = f"{text}\n[size={size}][color={_hex(theme.MUTED)}]{item['detail']}[/color][/size]"
-            self.add_widget(RowLabel(text=text, gap=bool(item.get("gap")), unit=self.unit, dense=self.dense))
+            if index < len(self._rows):
+                row = self._rows[index]
+                row.text, row.gap, row.unit, row.dense = text, bool(item.get("gap")), self.unit, self.dense
+            else:
+                row = RowLabel(text=text, gap=bool(item.get("gap")), unit=self.unit, dense=self.dense)
+                self._rows.append(row)
+                self.add_widget(row)  # a BoxLayout puts the widget added last at the bottom
 
 
 def _hex(rgba: tuple[float, float, float, float]) -> str:
@@ -138,7 +193,8 @@ class ChoiceList(GridLayout):  # type: ignore[misc]
     """One big button per item (dicts with ``index`` and ``text``); ``on_choice(index)`` when touched.
 
     An item may also carry its own ``kind`` (colour), ``intent`` (instead of ``<intent>:<index>``)
-    and ``disabled``; ``selected`` paints it as the current choice.
+    and ``disabled``; ``selected`` paints it as the current choice. Like :class:`RowList`, the
+    buttons are updated in place and only the difference in count is added or removed.
     """
 
     items = ListProperty([])
@@ -148,32 +204,58 @@ class ChoiceList(GridLayout):  # type: ignore[misc]
 
     __events__ = ("on_choice",)
 
+    def __init__(self, **kwargs: Any) -> None:
+        self._buttons: list[KButton] = []
+        """The buttons in the order of ``items``; each remembers its item's ``index`` (``choice``)."""
+        self.stale = False
+        """As :attr:`RowList.stale`."""
+        super().__init__(**kwargs)
+
     def on_items(self, *_: Any) -> None:
         self.rebuild()
 
     def on_unit(self, *_: Any) -> None:
         self.rebuild()
 
+    def on_kind(self, *_: Any) -> None:
+        self.rebuild()
+
+    def on_intent(self, *_: Any) -> None:
+        self.rebuild()
+
     def rebuild(self) -> None:
-        self.clear_widgets()
-        for item in self.items:
-            button = KButton(
-                text=str(item["text"]),
-                kind="secondary" if item.get("selected") else str(item.get("kind") or self.kind),
-                intent=str(item.get("intent") or f"{self.intent}:{item['index']}"),
-                disabled=bool(item.get("disabled")),
-                size_hint_y=None,
-                height=self.unit,
-                font_size=self.unit * theme.BODY,
-                halign="center",
-                valign="middle",
-            )
-            button.bind(size=lambda b, s: setattr(b, "text_size", (s[0] - 20, None)))
-            button.bind(on_release=lambda b, index=item["index"]: self.dispatch("on_choice", index))
-            self.add_widget(button)
+        """Show ``items`` (deferred while the list cannot be seen, as :meth:`RowList.rebuild`)."""
+        self.stale = not on_screen(self)
+        if self.stale:
+            return
+        items = list(self.items)
+        while len(self._buttons) > len(items):
+            self.remove_widget(self._buttons.pop())
+        for index, item in enumerate(items):
+            if index < len(self._buttons):
+                button = self._buttons[index]
+            else:
+                button = KButton(size_hint_y=None, halign="center", valign="middle")
+                button.bind(size=_wrap_button_text, on_release=self._chosen)
+                self._buttons.append(button)
+                self.add_widget(button)  # a GridLayout lays the widget added last out last
+            button.choice = item["index"]
+            button.text = str(item["text"])
+            button.kind = "secondary" if item.get("selected") else str(item.get("kind") or self.kind)
+            button.intent = str(item.get("intent") or f"{self.intent}:{item['index']}")
+            button.disabled = bool(item.get("disabled"))
+            button.height = self.unit
+            button.font_size = self.unit * theme.BODY
+
+    def _chosen(self, button: KButton) -> None:
+        self.dispatch("on_choice", button.choice)
 
     def on_choice(self, index: int) -> None:
         """Default handler (kv binds the real one)."""
+
+
+def _wrap_button_text(button: KButton, size: Any) -> None:
+    button.text_size = (size[0] - 20, None)
 
 
 class ProgressStrip(Widget):  # type: ignore[misc]

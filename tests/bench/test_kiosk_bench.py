@@ -23,20 +23,46 @@ def test_every_row_is_printed_against_its_target(quick: tuple[Report, str]) -> N
         "memory on the attract screen",
         "memory after 1 session(s) (RSS)",
         "memory after 3 sessions (RSS)",
+        "peak memory over the run (VmHWM)",
         "growth per session (1 -> 3)",
+        "scan-to-screen, apCV identified",
+        "scan-to-screen, mutuelle attestation read",
+        "scan-to-screen, ePrescription fetched",
+        "scan-to-screen, box accepted, in the sessions, p99",
         "scan-to-screen, box accepted, p50",
         "scan-to-screen, box accepted, p99",
+        "scan-to-screen, box refused (serial already scanned), p99",
         "scan-to-screen, unreadable code refused, p99",
+        "peer: a bare Kivy app",
+        "sandbox's share when it runs inside the kiosk's process",
+        "where a scan's time goes",
     ):
         assert row in text, row
-    assert "100 ms" in text and "200 MB" in text
+    assert "100 ms" in text and "200 MB" in text and "2 s" in text
+
+
+def test_soak_and_sandbox_options() -> None:
+    assert parse_args(["--soak"]).sessions == 1000
+    assert parse_args(["--quick"]).inprocess_sessions == 1
+    assert parse_args(["--sessions", "5", "--inprocess-sessions", "0"]).inprocess_sessions == 0
 
 
 def test_sessions_ran_and_samples_were_taken(quick: tuple[Report, str]) -> None:
     report, _ = quick
     assert report.sessions == 3
-    assert report.refused == []  # every session went to its receipt
+    assert report.refused == []  # every session went to its receipt, every refusal sampled was one
     assert sorted(report.rss_mb) == [0, 1, 3] and all(v > 10 for v in report.rss_mb.values())
-    assert len(report.box_ms) == 10 and len(report.unreadable_ms) == 10
-    assert all(ms > 0 and math.isfinite(ms) for ms in report.box_ms + report.unreadable_ms)
+    assert report.peak_mb >= max(report.rss_mb.values())
+    assert sorted(report.inprocess_rss_mb) == [0, 1] and report.sandbox_mb > 10 and report.bare_mb > 10
+    for kind in ("box", "box-refused", "unreadable"):
+        assert len(report.scans_ms[kind]) == 10, kind
+    for kind in ("apcv", "attestation", "eprescription"):
+        assert len(report.scans_ms[kind]) == 3, kind
+    assert len(report.scans_ms["session-box"]) == 9
+    samples = [ms for values in report.scans_ms.values() for ms in values]
+    assert all(ms > 0 and math.isfinite(ms) for ms in samples)
+    for kind, parts in report.split_ms.items():  # the worker's and the view model's shares are inside the total
+        assert len(parts["handle"]) == len(report.scans_ms[kind])
+        assert all(h + a < t for h, a, t in zip(parts["handle"], parts["apply"], report.scans_ms[kind], strict=True))
+        assert all(c <= h for c, h in zip(parts["copy"], parts["handle"], strict=True))
     assert len(report.cold_start_s) == 1 and 0 < report.cold_start_s[0] < 120
