@@ -531,11 +531,22 @@ def format_report(report: Report, args: argparse.Namespace) -> str:
         ),
         (
             f"growth per session ({warm} -> {end})",
-            f"{growth_kb:.0f} KB",
+            f"{growth_kb:.1f} KB",
             f"<= {TARGET_GROWTH_KB:.0f} KB (flat)",
             "ok" if growth_kb <= TARGET_GROWTH_KB else "OVER",
         ),
     ]
+    half = max((k for k in rss if k <= last // 2), default=warm)
+    if warm < half < last:  # a slow settling and a leak differ here: a leak keeps its slope
+        half_kb = (rss[last] - rss[half]) * 1024 / (last - half)
+        rows.append(
+            (
+                f"growth per session, second half ({half} -> {last})",
+                f"{half_kb:.1f} KB",
+                f"<= {TARGET_GROWTH_KB:.0f} KB (flat)",
+                "ok" if half_kb <= TARGET_GROWTH_KB else "OVER",
+            )
+        )
     for kind, label in SCAN_KINDS:
         values = report.scans_ms.get(kind, [])
         if not values:

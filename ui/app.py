@@ -124,7 +124,7 @@ def build_app(
     from ui import widgets
     from ui.watchdog import watchdog_interval
 
-    for name in ("KButton", "RowList", "RowLabel", "ChoiceList", "Pictogram", "ProgressStrip", "Deck", "Shown"):
+    for name in ("KButton", "RowList", "RowLabel", "ChoiceList", "Pictogram", "ProgressStrip", "Deck", "Shown", "Body"):
         if name not in Factory.classes:
             Factory.register(name, cls=getattr(widgets, name))
 
