@@ -23,9 +23,7 @@ import logging
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
-
-import sqlite_utils
+from typing import TYPE_CHECKING, Any, Protocol
 
 from appliance.dmp import KINDS, submission
 from appliance.dmp.source import document_from
@@ -37,6 +35,9 @@ from appliance.store import outbox
 from appliance.store.database import transaction
 from appliance.store.records import CounterRecords
 from appliance.teleservices import TeleserviceRefused, Teleservices, TeleserviceUnavailable
+
+if TYPE_CHECKING:
+    import sqlite_utils
 
 log = logging.getLogger(__name__)
 

@@ -22,14 +22,15 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from xml.sax.saxutils import escape
-
-import sqlite_utils
 
 from appliance.payments.model import REJECTION_CODES, ExpectedPart, Part
 from appliance.payments.noemie import format_entity, write_noemie
 from appliance.store.database import transaction
+
+if TYPE_CHECKING:
+    import sqlite_utils
 
 FINESS = "750000001"
 PHARMACY = "PHARMACIE DU SANDBOX"

@@ -38,9 +38,8 @@ import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import sqlite_utils
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
@@ -48,6 +47,9 @@ from appliance.delivery import ACK_STREAM, BACKOFFICE_STREAMS, TELESERVICE_STREA
 from appliance.store import audit as journal
 from appliance.store import outbox
 from appliance.store.database import set_setting, transaction
+
+if TYPE_CHECKING:
+    import sqlite_utils
 
 COMMAND_TYPES = ("config", "update-offer", "resync", "diagnostics")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")

@@ -13,11 +13,12 @@ import sqlite3
 import time
 from importlib import metadata
 from pathlib import Path
-from typing import Any
-
-import sqlite_utils
+from typing import TYPE_CHECKING, Any
 
 from appliance.store.database import get_setting, schema_version
+
+if TYPE_CHECKING:
+    import sqlite_utils
 
 DEVICES_SEEN_SETTING = "devices.seen"
 """``pharmacy`` setting where the kiosk writes the peripherals it has seen (JSON object: kind -> model

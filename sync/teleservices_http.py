@@ -27,6 +27,8 @@ Error messages carry the service and the kind of failure, never patient data.
 from __future__ import annotations
 
 import base64
+import functools
+import os
 import ssl
 import time
 from collections.abc import Callable
@@ -69,7 +71,20 @@ _TRANSIENT_4XX = frozenset({408, 425, 429})
 
 
 def ssl_context(verify: bool | str = True, cert: tuple[str, str] | None = None) -> ssl.SSLContext | bool:
-    """The TLS settings for httpx: verification on unless ``verify`` is False, with a client certificate."""
+    """The TLS settings for httpx: verification on unless ``verify`` is False, with a client certificate.
+
+    One context per set of files (and their versions) for the whole process: the teleservices and Pro Santé
+    Connect clients share it instead of each parsing the CA bundle (certifi's is 1.7 MB of X.509 objects in
+    the kiosk's memory). ``SSLContext`` is safe to share between connections and threads."""
+    files = [path for path in (verify if isinstance(verify, str) else None, *(cert or ())) if path]
+    versions = tuple(os.stat(path).st_mtime_ns if os.path.exists(path) else None for path in files)
+    return _ssl_context(verify, cert, versions)
+
+
+@functools.lru_cache(maxsize=8)
+def _ssl_context(
+    verify: bool | str, cert: tuple[str, str] | None, _versions: tuple[int | None, ...]
+) -> ssl.SSLContext | bool:
     if verify is False:
         if cert is None:
             return False

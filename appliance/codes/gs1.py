@@ -12,9 +12,30 @@ from datetime import date
 from typing import Any
 
 import biip
+import biip.gs1_prefixes
 
 from appliance.codes.errors import Gs1Error
 from appliance.codes.symbology import GS1_SYMBOLOGIES, split_symbology
+
+
+def _release_company_prefixes() -> bool:
+    """Let go of biip's table of GS1 company prefixes; ``True`` when it held one.
+
+    biip loads the whole GS1 company-prefix trie when it is imported, about 15 MB of Python dicts for the
+    life of the process, only to name the company inside a GTIN (``Gtin.company_prefix``). The counter reads
+    the CIP13 inside a French medicine's GTIN and never asks whose prefix it is, and the kiosk's memory
+    target is 200 MB (issue 15). With the table empty biip answers "prefix unknown" (``company_prefix`` is
+    ``None``) and parses everything else as before.
+    ``tests/appliance/codes/test_gs1.py`` fails if a biip release moves the table.
+    """
+    table = getattr(biip.gs1_prefixes, "_GS1_COMPANY_PREFIX_TRIE", None)
+    if not isinstance(table, dict) or not table:
+        return False
+    biip.gs1_prefixes._GS1_COMPANY_PREFIX_TRIE = {}
+    return True
+
+
+_release_company_prefixes()
 
 _GS = "\x1d"
 _CONFIG = biip.ParseConfig(separator_chars=[_GS])

@@ -13,8 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
-
-import sqlite_utils
+from typing import TYPE_CHECKING
 
 from appliance.payments.matcher import Reconciliation, reconcile
 from appliance.payments.model import (
@@ -32,6 +31,9 @@ from appliance.payments.model import (
 )
 from appliance.store import audit
 from appliance.store.database import StoreError, open_database, rows, transaction
+
+if TYPE_CHECKING:
+    import sqlite_utils
 
 
 def open_payments_database(path: Path, key_file: Path | None = None) -> sqlite_utils.Database:

@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -302,6 +303,22 @@ def test_tls_is_verified_by_default() -> None:
     assert isinstance(context, ssl.SSLContext)
     assert context.verify_mode is ssl.CERT_REQUIRED and context.check_hostname
     assert ssl_context(False) is False
+
+
+def test_the_clients_of_one_process_share_a_tls_context_until_its_files_change(tmp_path: Path) -> None:
+    """The CA bundle is parsed once for the teleservices and Pro Santé Connect clients; a renewed file
+    (new version on disk) gives a new context."""
+    import os
+
+    import certifi
+
+    bundle = tmp_path / "ca.pem"
+    bundle.write_bytes(Path(certifi.where()).read_bytes())
+    first = ssl_context(str(bundle))
+    assert ssl_context(str(bundle)) is first and ssl_context() is ssl_context()
+    os.utime(bundle, ns=(1, 1))
+    renewed = ssl_context(str(bundle))
+    assert isinstance(renewed, ssl.SSLContext) and renewed is not first
 
 
 # --- INSi: SOAP 1.2 on the wire

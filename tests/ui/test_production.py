@@ -219,3 +219,32 @@ def test_the_insi_table_points_the_box_at_the_real_service(tmp_path: Path) -> No
     path.write_text(BASE + "[teleservices.insi]\nendpoint = 'https://insi.example.fr/lps'\n", encoding="utf-8")
     with pytest.raises(KioskConfigError, match=r"\[teleservices.insi\] an absolute endpoint .* set emitter and idam"):
         load_config(path, env={})
+
+
+LEAN_KIOSK = """
+import sys
+from pathlib import Path
+from appliance.store.sealing import FieldCipher
+from ui.production import build_production, load_config
+
+work = Path(sys.argv[1])
+FieldCipher.create_key(work / "fields.key")
+(work / "kiosk.toml").write_text(sys.argv[2], encoding="utf-8")
+production = build_production(load_config(work / "kiosk.toml", env={}), lambda job: None)
+production.close()
+print(" ".join(sorted({name.partition(".")[0] for name in sys.modules} & {"numpy", "pandas", "zxingcpp"})))
+"""
+
+
+def test_a_box_without_a_camera_carries_neither_numpy_nor_zxing(tmp_path: Path) -> None:
+    """numpy and zxing-cpp are the camera's (20 MB and more of the kiosk's memory): a box reading codes with
+    a keyboard-wedge or serial scanner must not load them, not even through sqlite-utils' optional numpy."""
+    import subprocess
+    import sys
+
+    toml = MINIMAL.format(db=tmp_path / "c.db", key=tmp_path / "fields.key")
+    done = subprocess.run(
+        [sys.executable, "-c", LEAN_KIOSK, str(tmp_path), toml], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == ""
