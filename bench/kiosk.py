@@ -196,7 +196,7 @@ def bare_child(args: argparse.Namespace) -> int:
 def sandbox_child(args: argparse.Namespace) -> int:
     """The sandbox in its own process: prints its URL and the ePrescription ids, serves until stdin ends."""
     from appliance.scenario import START
-    from bench.session import bench_population
+    from bench.population import bench_population
     from sandbox.server import SandboxServer
 
     population, rx_ids = bench_population(args.sessions + 1)  # +1: the latency part's
@@ -269,7 +269,7 @@ def child(mode: str, args: argparse.Namespace) -> int:
     population: Any = None
     rx_ids: list[str] = json.loads(Path(args.rx_ids).read_text()) if args.rx_ids else []
     if args.sandbox_url is None and mode == "run":
-        from bench.session import bench_population
+        from bench.population import bench_population
 
         population, rx_ids = bench_population(args.sessions + 1)
     out: dict[str, Any] = {}

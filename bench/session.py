@@ -49,7 +49,8 @@ from appliance.store.sealing import FieldCipher
 from appliance.workflow.events import Event, Intent, Scanned
 from appliance.workflow.machine import Counter, Outcome
 from appliance.workflow.session import Step
-from sandbox.population import POPULATION, SAMPLE_PRESCRIPTION_ID, Population
+from bench.population import bench_population, prescription_id
+from sandbox.population import Population
 from sandbox.server import SandboxServer
 from sync.teleservices_http import HttpTeleservices
 
@@ -93,25 +94,6 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]], left: in
 
 
 # ---------------------------------------------------------------------------------------------- 1. sessions
-
-
-def prescription_id(prefix: str, number: int) -> str:
-    """A fresh ePrescription id in the sandbox pattern ``EPXXXX-XXXX-XXXX-XXXX``."""
-    digits = f"{number:012d}"
-    return f"EP{prefix[:4]}-{digits[:4]}-{digits[4:8]}-{digits[8:]}"
-
-
-def bench_population(sessions: int) -> tuple[Population, list[str]]:
-    """The sandbox population plus one copy of the sample ePrescription per session, under fresh ids.
-
-    The sandbox makes an ePrescription single use (reset clears that), but the counter's own database
-    remembers it too and rightly refuses it a second time: every session needs its own prescription.
-    """
-    sample = POPULATION.prescriptions[SAMPLE_PRESCRIPTION_ID]
-    ids = [prescription_id("BNCH", i + 1) for i in range(sessions)]
-    prescriptions = dict(POPULATION.prescriptions)
-    prescriptions.update({rx_id: dataclasses.replace(sample, prescription_id=rx_id) for rx_id in ids})
-    return dataclasses.replace(POPULATION, prescriptions=prescriptions), ids
 
 
 class TimedRecords(CounterRecords):

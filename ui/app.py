@@ -22,6 +22,10 @@ KV_FILES = ("base.kv", "screens.kv", "pharmacist.kv")
 """The kiosk's screens; ``devpanel.kv`` is loaded by the windowed demo only."""
 
 
+KIVY_IMAGE_PROVIDERS = ("tex", "dds", "sdl2")
+"""Kivy's image loaders the kiosk lets it try, in order."""
+
+
 def configure_kivy(config: KioskConfig, *, extra_width: int = 0) -> None:
     """Window size, fullscreen, no cursor, no Escape-to-quit, no mouse multitouch emulation.
 
@@ -30,6 +34,11 @@ def configure_kivy(config: KioskConfig, *, extra_width: int = 0) -> None:
     os.environ.setdefault("KIVY_NO_ARGS", "1")
     os.environ.setdefault("KIVY_NO_FILELOG", "1")
     steady_malloc()
+    import kivy
+
+    # Read by kivy.core.image when first imported (with the window): SDL2_image reads PNG and JPEG; without
+    # the list, Kivy also loads Pillow for nothing (2 MB of the kiosk's memory)
+    kivy.kivy_options["image"] = KIVY_IMAGE_PROVIDERS
     from kivy.config import Config
 
     width, height = config.window_size

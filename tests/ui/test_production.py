@@ -248,3 +248,32 @@ def test_a_box_without_a_camera_carries_neither_numpy_nor_zxing(tmp_path: Path) 
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == ""
+
+
+WINDOW = """
+import json
+import sys
+from ui.app import configure_kivy
+from ui.config import KioskConfig
+
+configure_kivy(KioskConfig.preset("800x480").with_options(fullscreen=False))
+from kivy.core.window import Window
+from kivy.core.image import ImageLoader
+
+print(json.dumps({"pillow": "PIL" in sys.modules, "loaders": [loader.__name__ for loader in ImageLoader.loaders]}))
+"""
+
+
+def test_the_kiosk_window_reads_images_with_sdl2_and_leaves_pillow_out(tmp_path: Path) -> None:
+    """Kivy would load Pillow as one more image reader (2 MB of the kiosk's memory); SDL2_image reads PNG."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "SDL_VIDEODRIVER": "offscreen", "KIVY_HOME": str(tmp_path), "KIVY_NO_CONSOLELOG": "1"}
+    done = subprocess.run([sys.executable, "-c", WINDOW], capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert seen["pillow"] is False
+    assert "ImageLoaderSDL2" in seen["loaders"] and not any("Pil" in name for name in seen["loaders"])

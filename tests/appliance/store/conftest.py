@@ -15,7 +15,7 @@ from appliance.store.sealing import FieldCipher
 
 @pytest.fixture(autouse=True)
 def cheap_pin_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Production PIN hashing costs 64 MiB and ~0.15 s per hash; the tests hash dozens of PINs, so they
+    """Production PIN hashing costs 19 MiB and ~20 ms per hash; the tests hash dozens of PINs, so they
     use the same algorithm at its minimum cost. The CLI tests, in subprocesses, use the real cost."""
     cheap: operators_module.PinKdfParams
     if operators_module.argon2id_available():
