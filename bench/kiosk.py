@@ -251,7 +251,7 @@ def child(mode: str, args: argparse.Namespace) -> int:
     ``--sandbox-url`` the sandbox is another process's and no MSSanté operator runs here; without, both
     run inside this process. ``--refuse`` names the packages to treat as not installed."""
     if args.refuse:
-        from appliance.store.lean_import import RefuseImports
+        from appliance.lean_import import RefuseImports
 
         sys.meta_path.insert(0, RefuseImports([n for n in args.refuse.split(",") if n not in sys.modules]))
     from ui.config import KioskConfig

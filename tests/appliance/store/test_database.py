@@ -76,13 +76,14 @@ def test_a_migration_list_with_a_hole_is_refused(db_path: Path) -> None:
         open_database(db_path, migrations=[Migration(1, "a", "SELECT 1"), Migration(3, "c", "SELECT 1")])
 
 
-def test_the_file_is_in_wal_mode_with_full_sync_foreign_keys_and_a_busy_timeout(
+def test_the_file_is_in_wal_mode_with_full_sync_foreign_keys_a_busy_timeout_and_a_small_cache(
     db: sqlite_utils.Database,
 ) -> None:
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
     assert db.execute("PRAGMA foreign_keys").fetchone()[0] == 1
     assert db.execute("PRAGMA busy_timeout").fetchone()[0] >= 1000
+    assert db.execute("PRAGMA cache_size").fetchone()[0] == -512  # KiB: the kernel caches the file already
 
 
 def test_scripts_split_on_statements_not_on_every_semicolon() -> None:

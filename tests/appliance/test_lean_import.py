@@ -1,4 +1,5 @@
-"""sqlite-utils is imported without numpy, which it would otherwise load only because it is installed."""
+"""Libraries imported without the optional packages they would load only because those are installed:
+sqlite-utils without numpy, httpx without its command line's pygments."""
 
 from __future__ import annotations
 
@@ -34,3 +35,15 @@ def test_opening_the_store_does_not_load_numpy_which_stays_importable() -> None:
 
 def test_a_process_that_already_has_numpy_keeps_sqlite_utils_behaviour() -> None:
     assert _run(ALREADY) == "True"
+
+
+HTTPX = """
+import sys
+import sync.teleservices_http
+import httpx
+print("pygments" in sys.modules, httpx.Client is not None)
+"""
+
+
+def test_the_network_adapters_load_httpx_without_its_command_line() -> None:
+    assert _run(HTTPX) == "False True"
