@@ -36,6 +36,8 @@ def test_every_row_is_printed_against_its_target(quick: tuple[Report, str]) -> N
         "peer: a bare Kivy app",
         "sandbox's share when it runs inside the kiosk's process",
         "where a scan's time goes",
+        "dirty pages (what the kernel cannot take back",
+        "the kiosk with a box's packages only",
     ):
         assert row in text, row
     assert "100 ms" in text and "200 MB" in text and "2 s" in text
@@ -54,6 +56,9 @@ def test_sessions_ran_and_samples_were_taken(quick: tuple[Report, str]) -> None:
     assert sorted(report.rss_mb) == [0, 1, 3] and all(v > 10 for v in report.rss_mb.values())
     assert report.peak_mb >= max(report.rss_mb.values())
     assert sorted(report.inprocess_rss_mb) == [0, 1] and report.sandbox_mb > 10 and report.bare_mb > 10
+    assert sorted(report.dirty_mb) == [0, 1, 3]  # dirty pages are part of the resident ones
+    assert all(0 < report.dirty_mb[k] < report.rss_mb[k] for k in report.dirty_mb) and 0 < report.bare_dirty_mb
+    assert 0 < report.renderer_dirty_mb < report.renderer_mb
     for kind in ("box", "box-refused", "unreadable"):
         assert len(report.scans_ms[kind]) == 10, kind
     for kind in ("apcv", "attestation", "eprescription"):
@@ -66,3 +71,13 @@ def test_sessions_ran_and_samples_were_taken(quick: tuple[Report, str]) -> None:
         assert all(h + a < t for h, a, t in zip(parts["handle"], parts["apply"], report.scans_ms[kind], strict=True))
         assert all(c <= h for c, h in zip(parts["copy"], parts["handle"], strict=True))
     assert len(report.cold_start_s) == 1 and 0 < report.cold_start_s[0] < 120
+
+
+def test_the_kiosk_child_is_given_the_development_only_packages_to_refuse() -> None:
+    """A box installs comptoir's requirements alone: the development environment's extras (selenium's trio,
+    pytest, hypothesis) must not be counted in the kiosk's memory, and what a box has must stay allowed."""
+    from bench.kiosk import dev_only_packages
+
+    refused = set(dev_only_packages())
+    assert {"trio", "selenium", "pytest", "hypothesis"} <= refused
+    assert not refused & {"kivy", "httpx", "httpcore", "numpy", "sqlite_utils", "biip", "lxml", "pygments", "pip"}
