@@ -30,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -328,9 +329,8 @@ def _measure(kiosk: Any, rx_ids: list[str], args: argparse.Namespace, out: dict[
     from appliance.workflow.events import Scanned
 
     vm, devices, controller, counter = kiosk.vm, kiosk.devices, kiosk.controller, kiosk.rig.counter
-    from array import array  # 8 bytes a sample, not a float object's 32: the bench's own lists live in the
-    # process it measures (a list of floats was 1 MB of the RSS after 1,000 sessions)
-
+    # samples in arrays, 8 bytes each, not a float object's 32: the bench's own lists live in the process it
+    # measures (a list of floats was 1 MB of the RSS after 1,000 sessions)
     refused: list[str] = []
     samples: dict[str, array[float]] = {}
     split: dict[str, dict[str, array[float]]] = {}

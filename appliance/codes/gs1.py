@@ -18,8 +18,8 @@ from appliance.codes.errors import Gs1Error
 from appliance.codes.symbology import GS1_SYMBOLOGIES, split_symbology
 
 
-def _release_company_prefixes() -> bool:
-    """Let go of biip's table of GS1 company prefixes; ``True`` when it held one.
+def _release_company_prefixes() -> None:
+    """Let go of biip's table of GS1 company prefixes.
 
     biip loads the whole GS1 company-prefix trie when it is imported, about 15 MB of Python dicts for the
     life of the process, only to name the company inside a GTIN (``Gtin.company_prefix``). The counter reads
@@ -28,11 +28,8 @@ def _release_company_prefixes() -> bool:
     ``None``) and parses everything else as before.
     ``tests/appliance/codes/test_gs1.py`` fails if a biip release moves the table.
     """
-    table = getattr(biip.gs1_prefixes, "_GS1_COMPANY_PREFIX_TRIE", None)
-    if not isinstance(table, dict) or not table:
-        return False
-    biip.gs1_prefixes._GS1_COMPANY_PREFIX_TRIE = {}
-    return True
+    if isinstance(getattr(biip.gs1_prefixes, "_GS1_COMPANY_PREFIX_TRIE", None), dict):
+        biip.gs1_prefixes._GS1_COMPANY_PREFIX_TRIE = {}
 
 
 _release_company_prefixes()

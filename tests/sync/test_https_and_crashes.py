@@ -81,13 +81,6 @@ def _enqueue_executions(db_path: Path, count: int) -> list[str]:
     return keys
 
 
-def _wait_until_delivered_down_to(db_path: Path, process: subprocess.Popen[bytes], target: int) -> None:
-    """Return once at most ``target`` messages are undelivered (or the process ended, or 60 s passed)."""
-    deadline = time.monotonic() + 60
-    while _undelivered(db_path) > target and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.005)
-
-
 def _undelivered(db_path: Path, stream: str | None = None) -> int:
     conn = sqlite3.connect(db_path)
     try:
@@ -204,7 +197,12 @@ def test_sync_process_killed_at_random_points_loses_and_doubles_nothing(
         pending = _undelivered(db)
         process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:  # the kill is aimed at a point of the work (a share of it delivered), not of the clock
-            _wait_until_delivered_down_to(db, process, int(pending * rng.uniform(0.2, 0.8)))
+            target = int(pending * rng.uniform(0.2, 0.8))
+            backoffice.wait_for(
+                lambda target=target, process=process: _undelivered(db) <= target or process.poll() is not None,
+                60,
+                interval=0.005,
+            )
         finally:
             process.send_signal(signal.SIGKILL)
             process.wait(10)
