@@ -24,6 +24,7 @@ the issue was measured with) gives the sandbox's share.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -32,7 +33,7 @@ import tempfile
 import time
 from array import array
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -138,6 +139,9 @@ class Report:
     gc_ms: dict[str, list[float]] = field(default_factory=dict)
     """Pauses of the full collections (generation 2) during the sessions and the samples: ``automatic``
     (triggered by allocations, anywhere) and ``between patients`` (the kiosk's own, after a session)."""
+    foreign_modules: list[str] = field(default_factory=list)
+    """Modules of the sandbox, the bench and the e-CPS client found in the kiosk's process (none: it is
+    the box's composition, the sandbox elsewhere, PIN login)."""
     load: tuple[float, float] = (float("nan"), float("nan"))
     """The machine's 1-minute load average at the start and at the end."""
     seconds: float = 0.0
@@ -246,45 +250,95 @@ def dev_only_packages() -> list[str]:
     )
 
 
+def prepare_box(directory: Path, base_url: str) -> Path:
+    """What installation and enrolment leave on a box before the kiosk first starts: the field key, the
+    database migrated, with the pharmacy's FINESS and name (the sandbox's test pharmacy) and the pharmacist
+    with her PIN, and the kiosk's configuration file (no scanner, no card reader: the bench plays the scans).
+    Done here, in the parent, so that the kiosk's process loads nothing the box's would not."""
+    from appliance.domain import Role
+    from appliance.store import operators
+    from appliance.store.database import open_database, set_setting, transaction
+    from appliance.store.sealing import FieldCipher
+    from sandbox.dmp_registry import TEST_PHARMACY
+
+    directory.mkdir(parents=True)
+    key, database = directory / "fields.key", directory / "comptoir.db"
+    FieldCipher.create_key(key)
+    db = open_database(database, key_file=key)
+    try:
+        operators.add_operator(db, "alice", Role.PHARMACIEN, PIN)
+        with transaction(db) as conn:
+            for name, value in TEST_PHARMACY.items():
+                set_setting(conn, name, value)
+    finally:
+        db.close()
+    config = directory / "kiosk.toml"
+    config.write_text(
+        f'[store]\ndatabase = "{database}"\nkey = "{key}"\n'
+        f'[teleservices]\nbase_url = "{base_url}"\n[cards]\nenabled = false\n',
+        encoding="utf-8",
+    )
+    return config
+
+
+@dataclass
+class BenchKiosk:
+    """The parts of the running kiosk the sessions drive and probe."""
+
+    vm: Any
+    controller: Any
+    devices: Any
+    clock: Any
+    base_url: str
+
+
 def child(mode: str, args: argparse.Namespace) -> int:
     """Runs inside the offscreen process: ``coldstart`` prints when the attract screen is on screen;
-    ``run`` plays the sessions and the latency samples and prints the measures as JSON. With
-    ``--sandbox-url`` the sandbox is another process's and no MSSanté operator runs here; without, both
-    run inside this process. ``--refuse`` names the packages to treat as not installed."""
+    ``run`` plays the sessions and the latency samples and prints the measures as JSON.
+
+    The kiosk is the box's: ``ui.production.build_production`` on the configuration file ``--box`` names
+    (without ``[psc]``: PIN login), on a clock started on the sandbox population's day (``--start``).
+    With ``--sandbox-url`` the sandbox is another process's; without, it runs inside this one (the
+    comparison). ``--refuse`` names the packages to treat as not installed."""
     if args.refuse:
         from appliance.lean_import import RefuseImports
 
         sys.meta_path.insert(0, RefuseImports([n for n in args.refuse.split(",") if n not in sys.modules]))
-    from ui.config import KioskConfig
+    from datetime import datetime
 
-    config = KioskConfig.preset(args.display).with_options(fullscreen=False, thanks_s=0.0, banner_s=2.0)
+    from ui.config import KioskConfig
+    from ui.production import load_config
+
+    kiosk_config = KioskConfig.preset(args.display).with_options(fullscreen=False, thanks_s=0.0, banner_s=2.0)
+    config = replace(load_config(Path(args.box), env={}), kiosk=kiosk_config)
     from ui.app import configure_kivy
 
-    configure_kivy(config)
+    configure_kivy(kiosk_config)
     from kivy.core.window import Window
 
     from ui.app import build_app, kivy_post
+    from ui.clock import KioskClock
     from ui.driving import run_script
-    from ui.kiosk import kiosk_against_sandbox
+    from ui.production import build_production
+    from ui.simulated import SimulatedDevices
 
-    population: Any = None
     rx_ids: list[str] = json.loads(Path(args.rx_ids).read_text()) if args.rx_ids else []
-    if args.sandbox_url is None and mode == "run":
-        from bench.population import bench_population
-
-        population, rx_ids = bench_population(args.sessions + 1)
     out: dict[str, Any] = {}
-    with (
-        tempfile.TemporaryDirectory(prefix="comptoir-bench-kiosk-") as workdir,
-        kiosk_against_sandbox(
-            config,
-            kivy_post,
-            db_path=Path(workdir) / "c.db",
-            sandbox_url=args.sandbox_url,
-            population=population,
-            mail=args.sandbox_url is None,
-        ) as kiosk,
-    ):
+    with contextlib.ExitStack() as stack:
+        if args.sandbox_url is None:
+            from bench.population import bench_population
+            from sandbox.server import SandboxServer
+
+            start = datetime.fromisoformat(args.start)
+            population, rx_ids = bench_population(args.sessions + 1)
+            server = SandboxServer(port=0, population=population, today=start.date)
+            config = replace(config, teleservices_url=server.start())
+            stack.callback(server.stop)
+        clock = KioskClock(datetime.fromisoformat(args.start))
+        production = build_production(config, kivy_post, clock=clock)
+        stack.callback(production.close)
+        controller = production.controller
+        kiosk = BenchKiosk(production.vm, controller, SimulatedDevices(controller), clock, config.teleservices_url)
 
         def ready(app: Any) -> None:
             if mode == "coldstart":
@@ -304,7 +358,10 @@ def child(mode: str, args: argparse.Namespace) -> int:
 
             run_script(_measure(kiosk, rx_ids, args, out), on_done=app.stop, on_error=failed)
 
-        build_app(kiosk.vm, config, tick=kiosk.controller.tick, on_ready=ready).run()
+        build_app(production.vm, kiosk_config, tick=controller.tick, on_ready=ready).run()
+        out["foreign_modules"] = sorted(
+            name for name in sys.modules if name.partition(".")[0] in {"sandbox", "bench", "authlib", "joserfc"}
+        )
     print(json.dumps(out, default=list))  # the samples' arrays
     return 0 if "error" not in out else 1
 
@@ -328,7 +385,8 @@ def _measure(kiosk: Any, rx_ids: list[str], args: argparse.Namespace, out: dict[
 
     from appliance.workflow.events import Scanned
 
-    vm, devices, controller, counter = kiosk.vm, kiosk.devices, kiosk.controller, kiosk.rig.counter
+    vm, devices, controller = kiosk.vm, kiosk.devices, kiosk.controller
+    counter = controller.counter
     # samples in arrays, 8 bytes each, not a float object's 32: the bench's own lists live in the process it
     # measures (a list of floats was 1 MB of the RSS after 1,000 sessions)
     refused: list[str] = []
@@ -432,8 +490,8 @@ def _measure(kiosk: Any, rx_ids: list[str], args: argparse.Namespace, out: dict[
     sessions, spare = rx_ids[: args.sessions], rx_ids[args.sessions]
     points = _rss_points(len(sessions))
     for number, rx_id in enumerate(sessions, start=1):
-        _sandbox_call("DELETE", f"{kiosk.rig.base_url}/_sandbox/faults")
-        _sandbox_call("POST", f"{kiosk.rig.base_url}/_sandbox/reset")
+        _sandbox_call("DELETE", f"{kiosk.base_url}/_sandbox/faults")
+        _sandbox_call("POST", f"{kiosk.base_url}/_sandbox/reset")
         yield from act(lambda: devices.scan(APCV), "apcv")
         yield from act(lambda: devices.scan(AMC), "attestation")
         yield from act(lambda rx_id=rx_id: devices.scan(rx_id.encode("ascii")), "eprescription")
@@ -493,6 +551,8 @@ def _run_child(script: Path, env: dict[str, str], mode: str, args: Sequence[str]
 
 
 def run_benchmark(args: argparse.Namespace) -> Report:
+    from appliance.scenario import START
+
     report = Report()
     started = time.perf_counter()
     report.load = (os.getloadavg()[0], float("nan"))
@@ -516,13 +576,22 @@ def run_benchmark(args: argparse.Namespace) -> Report:
             ids_path = Path(home) / "rx-ids.json"
             ids_path.write_text(json.dumps(served["rx_ids"]))
             refuse = ["--refuse", ",".join(dev_only_packages())]
+            boxes = iter(range(args.cold_starts + 2))
+
+            def box(url: str) -> list[str]:
+                """A freshly installed box's configuration for the next child, and the population's day."""
+                path = prepare_box(Path(home) / f"box-{next(boxes)}", url)
+                return ["--box", str(path), "--start", START.isoformat()]
+
             external = ["--sandbox-url", served["url"], "--rx-ids", str(ids_path), *refuse, *display]
             for _ in range(args.cold_starts):
+                installed = box(served["url"])
                 spawned = time.time()
-                shown = _run_child(script, env, "coldstart", external, 120)
+                shown = _run_child(script, env, "coldstart", [*external, *installed], 120)
                 report.cold_start_s.append(shown["attract_at"] - spawned)
             counts = ["--sessions", str(args.sessions), "--samples", str(args.samples)]
-            measured = _run_child(script, env, "run", [*counts, *external], 300 + 5 * args.sessions)
+            installed = box(served["url"])
+            measured = _run_child(script, env, "run", [*counts, *external, *installed], 300 + 5 * args.sessions)
             report.sandbox_mb = rss_mb(served["pid"])
             bare = _run_child(script, env, "bare", display, 120)
             report.bare_mb, report.bare_dirty_mb = float(bare["rss"]), float(bare["dirty"])
@@ -530,9 +599,10 @@ def run_benchmark(args: argparse.Namespace) -> Report:
             if sandbox.stdin is not None:
                 sandbox.stdin.close()
             sandbox.wait(timeout=30)
-        if args.inprocess_sessions > 0:  # the sandbox (and the MSSanté operator) inside the kiosk's process
+        if args.inprocess_sessions > 0:  # the sandbox inside the kiosk's process, as the issue measured
             counts = ["--sessions", str(args.inprocess_sessions), "--samples", "0"]
-            inside = _run_child(script, env, "run", [*counts, *display], 300 + 5 * args.inprocess_sessions)
+            installed = box("http://127.0.0.1:9")  # the child starts the sandbox and points the kiosk at it
+            inside = _run_child(script, env, "run", [*counts, *display, *installed], 300 + 5 * args.inprocess_sessions)
             report.inprocess_rss_mb = {int(k): float(v) for k, v in inside["rss"].items()}
     report.rss_mb = {int(k): float(v) for k, v in measured["rss"].items()}
     report.peak_mb = float(measured["peak"])
@@ -540,6 +610,7 @@ def run_benchmark(args: argparse.Namespace) -> Report:
     report.dirty_mb = {int(k): float(v) for k, v in measured["dirty"].items()}
     report.sessions = args.sessions
     report.refused = list(measured["refused"])
+    report.foreign_modules = list(measured["foreign_modules"])
     report.gc_ms = {k: list(v) for k, v in measured["gc_ms"].items()}
     report.scans_ms = {k: list(v) for k, v in measured["scans_ms"].items()}
     report.split_ms = {k: {p: list(v) for p, v in parts.items()} for k, parts in measured["split_ms"].items()}
@@ -636,7 +707,8 @@ def format_report(report: Report, args: argparse.Namespace) -> str:
     samples = "+".join(str(len(report.scans_ms.get(k, []))) for k in ("box", "box-refused", "unreadable"))
     lines = [
         f"kiosk benchmark: {args.display} offscreen (Mesa llvmpipe), sandbox in its own process on 127.0.0.1, "
-        "the kiosk with a box's packages only (development-only ones refused), "
+        "the kiosk as the box composes it (ui.production, PIN login) with a box's packages only "
+        "(development-only ones refused), "
         f"{report.sessions} sessions, {samples} scan samples, {len(report.cold_start_s)} cold start(s) "
         f"({report.seconds:.1f} s; load average {report.load[0]:.1f} -> {report.load[1]:.1f} on {os.cpu_count()} CPUs)",
         *_table(rows),
@@ -657,9 +729,11 @@ def format_report(report: Report, args: argparse.Namespace) -> str:
         if n in rss:
             shares.append(f"after {n} sessions +{inside[n] - rss[n]:.0f} MB ({inside[n]:.0f} MB)")
         lines.append(
-            f"sandbox's share when it runs inside the kiosk's process with its MSSanté operator (as the issue "
-            f"measured; {n} sessions): {', '.join(shares)}; the sandbox's own process: {report.sandbox_mb:.0f} MB"
+            f"sandbox's share when it runs inside the kiosk's process (as the issue measured; {n} sessions): "
+            f"{', '.join(shares)}; the sandbox's own process: {report.sandbox_mb:.0f} MB"
         )
+    foreign = ", ".join(report.foreign_modules[:8]) or "none"
+    lines.append(f"sandbox, bench and e-CPS client modules in the kiosk's process: {foreign}")
     lines.append("where a scan's time goes (ms, p50 / p99): Counter.handle on the worker [of which the session's")
     lines.append("  copy for roll-back], view model + kv on the UI thread; the rest is hand-off, layout and the frame")
     for kind, label in SCAN_KINDS:
@@ -702,6 +776,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--sandbox-url", help=argparse.SUPPRESS)
     parser.add_argument("--rx-ids", help=argparse.SUPPRESS)
     parser.add_argument("--refuse", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--box", help=argparse.SUPPRESS)
+    parser.add_argument("--start", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.quick:
         args.sessions, args.samples, args.cold_starts = 3, 10, 1

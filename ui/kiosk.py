@@ -2,13 +2,12 @@
 
 Devices feed the controller through the same ports the real drivers use: a scanner delivers a
 :class:`ScanEvent` to :meth:`KioskController.scan` (a ``ScanSink``), the card reader a
-:class:`CardInserted` or a removal. In the demo and the tests :class:`SimulatedDevices` does that.
+:class:`CardInserted` or a removal. In the demo and the tests :class:`~ui.simulated.SimulatedDevices` does that.
 """
 
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -17,13 +16,12 @@ from typing import Any
 
 from appliance.codes.reader import CodeReader
 from appliance.domain import Role
-from appliance.scan import ScanEvent
 from appliance.scenario import START, CounterRig, counter_rig
-from appliance.workflow.events import CardInserted
 from ui.clock import KioskClock
 from ui.config import KioskConfig
 from ui.controller import KioskController
 from ui.ecps import EcpsLogin
+from ui.simulated import SimulatedDevices
 from ui.viewmodel import KioskViewModel
 from ui.worker import CounterWorker, Post
 
@@ -68,40 +66,6 @@ class SandboxPhone:
         import httpx
 
         httpx.post(f"{self.control}/{verb}", json={"rpps": rpps}, timeout=2.0).raise_for_status()
-
-
-class SimulatedDevices:
-    """A scanner and a carte Vitale reader played by software, delivering where real drivers would."""
-
-    def __init__(self, controller: KioskController, source: str = "simulated:scanner") -> None:
-        self.controller = controller
-        self.source = source
-
-    def scan(self, raw: bytes) -> None:
-        self.controller.scan(ScanEvent(raw=raw, source=self.source, timestamp=time.time()))
-
-    def box(self, cip13: str, serial: str, expiry: str = "2027-12-31", lot: str = "LOT1") -> None:
-        """The GS1 DataMatrix of a medicine box."""
-        day = date.fromisoformat(expiry).strftime("%y%m%d")
-        self.scan(f"010{cip13}17{day}10{lot}\x1d21{serial}".encode("ascii"))
-
-    def insert_card(self, case: str, data_on: date | None = None) -> None:
-        """A carte Vitale of a sandbox population case."""
-        self.controller.card_inserted(population_card(case, data_on))
-
-    def remove_card(self) -> None:
-        self.controller.card_removed()
-
-
-def population_card(case: str, data_on: date | None = None) -> CardInserted:
-    from sandbox.population import CASES, PEOPLE
-
-    members = [PEOPLE[key] for key in CASES[case].members]
-    return CardInserted(
-        beneficiaries=tuple(p.beneficiary for p in members),
-        amo={p.beneficiary.nir: p.card_amo for p in members},
-        data_on=data_on or START.date(),
-    )
 
 
 @contextlib.contextmanager

@@ -6,7 +6,7 @@ the SQLite store and its field key, the national teleservices over HTTPS (:class
 the scanners named in the configuration (keyboard wedges over evdev, serial ports, the camera) and the
 smart-card reader (:class:`ReaderSupervisor` + :class:`CardStation`). Scans go to
 :meth:`KioskController.scan`, carte Vitale events to ``card_inserted``/``card_removed``, CPS events to
-the view model (PIN pad, lock), exactly the paths :class:`ui.kiosk.SimulatedDevices` takes.
+the view model (PIN pad, lock), exactly the paths :class:`ui.simulated.SimulatedDevices` takes.
 
 Everything comes from one TOML file (``systemd/kiosk.toml.example`` documents every key); a wrong file
 stops the command with one precise line naming the file, the table and the key, before any window
@@ -384,11 +384,14 @@ class Production:
             self.controller.stop()
 
 
-def build_production(config: ProductionConfig, post: Post) -> Production:
+def build_production(
+    config: ProductionConfig, post: Post, *, clock: Callable[[], float] = time.time
+) -> Production:
     """The whole kiosk, devices built but not started (no thread reads a device before ``start_devices``).
 
     The store is opened on the controller's worker thread, the one every core call runs on (SQLite
-    connections belong to their thread).
+    connections belong to their thread). ``clock`` is the box's wall clock; the kiosk benchmark runs this
+    very composition on a clock started on the sandbox population's reference day.
     """
     from appliance.products import DEFAULT_PRODUCTS_PATH, ProductTable
     from appliance.store import operators
@@ -414,9 +417,9 @@ def build_production(config: ProductionConfig, post: Post) -> Production:
             cert=(str(config.tls_cert), str(config.tls_key)) if config.tls_cert and config.tls_key else None,
             insi=config.insi,
         )
-        records = CounterRecords(db, cipher, time.time, backoffice_events=config.backoffice_events)
+        records = CounterRecords(db, cipher, clock, backoffice_events=config.backoffice_events)
         products = ProductTable.load(config.products or DEFAULT_PRODUCTS_PATH)
-        counter = Counter(records, teleservices, products, clock=time.time, settings=config.counter)
+        counter = Counter(records, teleservices, products, clock=clock, settings=config.counter)
         return counter, db, [op.name for op in operators.list_operators(db)], operators.rpps_by_name(db)
 
     try:

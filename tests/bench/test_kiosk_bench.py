@@ -37,7 +37,7 @@ def test_every_row_is_printed_against_its_target(quick: tuple[Report, str]) -> N
         "sandbox's share when it runs inside the kiosk's process",
         "where a scan's time goes",
         "dirty pages (what the kernel cannot take back",
-        "the kiosk with a box's packages only",
+        "the kiosk as the box composes it (ui.production, PIN login) with a box's packages only",
     ):
         assert row in text, row
     assert "100 ms" in text and "200 MB" in text and "2 s" in text
@@ -71,6 +71,14 @@ def test_sessions_ran_and_samples_were_taken(quick: tuple[Report, str]) -> None:
         assert all(h + a < t for h, a, t in zip(parts["handle"], parts["apply"], report.scans_ms[kind], strict=True))
         assert all(c <= h for c, h in zip(parts["copy"], parts["handle"], strict=True))
     assert len(report.cold_start_s) == 1 and 0 < report.cold_start_s[0] < 120
+
+
+def test_the_kiosk_measured_is_the_one_a_box_composes(quick: tuple[Report, str]) -> None:
+    """The production composition root on a configuration file, the sandbox in another process: nothing of
+    the sandbox, the bench or the e-CPS client (a box logging in by PIN) is counted in the kiosk's memory."""
+    report, text = quick
+    assert report.foreign_modules == []
+    assert "modules in the kiosk's process: none" in text
 
 
 def test_the_kiosk_child_is_given_the_development_only_packages_to_refuse() -> None:
