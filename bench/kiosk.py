@@ -2,7 +2,8 @@
 
 The kiosk runs offscreen (``SDL_VIDEODRIVER=offscreen``, Mesa llvmpipe: software rendering, so frame
 times are pessimistic against a Pi's GPU) against the sandbox teleservices on 127.0.0.1, wired by
-the real composition root (``ui.kiosk.kiosk_against_sandbox``). Every figure is printed beside its
+the box's composition root (``ui.production.build_production``, on a configuration file as installation
+writes it, PIN login). Every figure is printed beside its
 target (DESIGN §8 and issue 15) in the same run: a scan reflected on screen in under 100 ms (p99, every
 kind of scan), kiosk memory under 200 MB and flat over the sessions, cold start under 2 s.
 
@@ -139,6 +140,10 @@ class Report:
     gc_ms: dict[str, list[float]] = field(default_factory=dict)
     """Pauses of the full collections (generation 2) during the sessions and the samples: ``automatic``
     (triggered by allocations, anywhere) and ``between patients`` (the kiosk's own, after a session)."""
+    ecps_rss_mb: dict[int, float] = field(default_factory=dict)
+    """RSS by session of the run on a box with ``[psc]`` configured (the e-CPS login offered)."""
+    ecps_modules: list[str] = field(default_factory=list)
+    """The e-CPS client's libraries (authlib, joserfc) loaded in that run."""
     foreign_modules: list[str] = field(default_factory=list)
     """Modules of the sandbox, the bench and the e-CPS client found in the kiosk's process (none: it is
     the box's composition, the sandbox elsewhere, PIN login)."""
@@ -250,11 +255,13 @@ def dev_only_packages() -> list[str]:
     )
 
 
-def prepare_box(directory: Path, base_url: str) -> Path:
+def prepare_box(directory: Path, base_url: str, *, ecps: bool = False) -> Path:
     """What installation and enrolment leave on a box before the kiosk first starts: the field key, the
     database migrated, with the pharmacy's FINESS and name (the sandbox's test pharmacy) and the pharmacist
     with her PIN, and the kiosk's configuration file (no scanner, no card reader: the bench plays the scans).
-    Done here, in the parent, so that the kiosk's process loads nothing the box's would not."""
+    Done here, in the parent, so that the kiosk's process loads nothing the box's would not. With ``ecps``
+    the file has a ``[psc]`` table too: the panel offers the e-CPS login (its client is built at start;
+    nothing connects until a professional chooses it, which the sessions do not)."""
     from appliance.domain import Role
     from appliance.store import operators
     from appliance.store.database import open_database, set_setting, transaction
@@ -272,12 +279,16 @@ def prepare_box(directory: Path, base_url: str) -> Path:
                 set_setting(conn, name, value)
     finally:
         db.close()
-    config = directory / "kiosk.toml"
-    config.write_text(
+    text = (
         f'[store]\ndatabase = "{database}"\nkey = "{key}"\n'
-        f'[teleservices]\nbase_url = "{base_url}"\n[cards]\nenabled = false\n',
-        encoding="utf-8",
+        f'[teleservices]\nbase_url = "{base_url}"\n[cards]\nenabled = false\n'
     )
+    if ecps:
+        secret = directory / "psc-client-secret"
+        secret.write_text("bench-secret\n", encoding="utf-8")
+        text += f'[psc]\nissuer = "{base_url}/psc"\nclient_id = "comptoir-bench"\nclient_secret_file = "{secret}"\n'
+    config = directory / "kiosk.toml"
+    config.write_text(text, encoding="utf-8")
     return config
 
 
@@ -576,11 +587,12 @@ def run_benchmark(args: argparse.Namespace) -> Report:
             ids_path = Path(home) / "rx-ids.json"
             ids_path.write_text(json.dumps(served["rx_ids"]))
             refuse = ["--refuse", ",".join(dev_only_packages())]
-            boxes = iter(range(args.cold_starts + 2))
+            ecps_refused: list[str] = []
+            boxes = iter(range(args.cold_starts + 3))
 
-            def box(url: str) -> list[str]:
+            def box(url: str, *, ecps: bool = False) -> list[str]:
                 """A freshly installed box's configuration for the next child, and the population's day."""
-                path = prepare_box(Path(home) / f"box-{next(boxes)}", url)
+                path = prepare_box(Path(home) / f"box-{next(boxes)}", url, ecps=ecps)
                 return ["--box", str(path), "--start", START.isoformat()]
 
             external = ["--sandbox-url", served["url"], "--rx-ids", str(ids_path), *refuse, *display]
@@ -593,6 +605,14 @@ def run_benchmark(args: argparse.Namespace) -> Report:
             installed = box(served["url"])
             measured = _run_child(script, env, "run", [*counts, *external, *installed], 300 + 5 * args.sessions)
             report.sandbox_mb = rss_mb(served["pid"])
+            if args.ecps_sessions > 0:  # the same box with the e-CPS login configured
+                counts = ["--sessions", str(args.ecps_sessions), "--samples", "0"]
+                installed = box(served["url"], ecps=True)
+                with_ecps = _run_child(
+                    script, env, "run", [*counts, *external, *installed], 300 + 5 * args.ecps_sessions
+                )
+                report.ecps_rss_mb = {int(k): float(v) for k, v in with_ecps["rss"].items()}
+                report.ecps_modules = [m for m in with_ecps["foreign_modules"] if m.startswith(("authlib", "joserfc"))]
             bare = _run_child(script, env, "bare", display, 120)
             report.bare_mb, report.bare_dirty_mb = float(bare["rss"]), float(bare["dirty"])
         finally:
@@ -609,7 +629,7 @@ def run_benchmark(args: argparse.Namespace) -> Report:
     report.renderer_mb, report.renderer_dirty_mb = (float(v) for v in measured["renderer"])
     report.dirty_mb = {int(k): float(v) for k, v in measured["dirty"].items()}
     report.sessions = args.sessions
-    report.refused = list(measured["refused"])
+    report.refused = [*measured["refused"], *ecps_refused]
     report.foreign_modules = list(measured["foreign_modules"])
     report.gc_ms = {k: list(v) for k, v in measured["gc_ms"].items()}
     report.scans_ms = {k: list(v) for k, v in measured["scans_ms"].items()}
@@ -732,6 +752,16 @@ def format_report(report: Report, args: argparse.Namespace) -> str:
             f"sandbox's share when it runs inside the kiosk's process (as the issue measured; {n} sessions): "
             f"{', '.join(shares)}; the sandbox's own process: {report.sandbox_mb:.0f} MB"
         )
+    with_ecps = report.ecps_rss_mb
+    if with_ecps:
+        n = max(with_ecps)
+        shares = [f"attract +{with_ecps[0] - base:.1f} MB ({with_ecps[0]:.0f} MB)"]
+        if n in rss:
+            shares.append(f"after {n} sessions +{with_ecps[n] - rss[n]:.1f} MB ({with_ecps[n]:.0f} MB)")
+        lines.append(
+            f"a box with the e-CPS login configured ([psc]: authlib and joserfc loaded; {n} sessions): "
+            + ", ".join(shares)
+        )
     foreign = ", ".join(report.foreign_modules[:8]) or "none"
     lines.append(f"sandbox, bench and e-CPS client modules in the kiosk's process: {foreign}")
     lines.append("where a scan's time goes (ms, p50 / p99): Counter.handle on the worker [of which the session's")
@@ -771,6 +801,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=10,
         help="sessions of the comparison run with the sandbox inside the kiosk's process (0: none)",
     )
+    parser.add_argument(
+        "--ecps-sessions",
+        type=int,
+        default=10,
+        help="sessions of the run on a box with the e-CPS login configured ([psc]; 0: none)",
+    )
     parser.add_argument("--display", default="800x480", choices=["800x480", "1280x800"])
     parser.add_argument("--child", choices=["coldstart", "run", "sandbox", "bare"], help=argparse.SUPPRESS)
     parser.add_argument("--sandbox-url", help=argparse.SUPPRESS)
@@ -782,9 +818,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if args.quick:
         args.sessions, args.samples, args.cold_starts = 3, 10, 1
         args.inprocess_sessions = min(args.inprocess_sessions, 1)
+        args.ecps_sessions = min(args.ecps_sessions, 1)
     if args.soak:
         args.sessions = SOAK_SESSIONS
     args.inprocess_sessions = min(args.inprocess_sessions, args.sessions)
+    args.ecps_sessions = min(args.ecps_sessions, args.sessions)
     return args
 
 

@@ -46,6 +46,7 @@ def test_every_row_is_printed_against_its_target(quick: tuple[Report, str]) -> N
 def test_soak_and_sandbox_options() -> None:
     assert parse_args(["--soak"]).sessions == 1000
     assert parse_args(["--quick"]).inprocess_sessions == 1
+    assert parse_args(["--quick"]).ecps_sessions == 1
     assert parse_args(["--sessions", "5", "--inprocess-sessions", "0"]).inprocess_sessions == 0
 
 
@@ -79,6 +80,15 @@ def test_the_kiosk_measured_is_the_one_a_box_composes(quick: tuple[Report, str])
     report, text = quick
     assert report.foreign_modules == []
     assert "modules in the kiosk's process: none" in text
+
+
+def test_a_box_with_the_ecps_login_is_measured_too(quick: tuple[Report, str]) -> None:
+    """The [psc] table makes the kiosk build its Pro Santé Connect client: that box's memory is reported
+    beside the PIN-only box's, with the e-CPS client's libraries actually loaded."""
+    report, text = quick
+    assert sorted(report.ecps_rss_mb) == [0, 1] and all(v > 10 for v in report.ecps_rss_mb.values())
+    assert {"authlib", "joserfc"} <= {name.partition(".")[0] for name in report.ecps_modules}
+    assert "a box with the e-CPS login configured" in text
 
 
 def test_the_kiosk_child_is_given_the_development_only_packages_to_refuse() -> None:
