@@ -678,17 +678,17 @@ def format_report(report: Report, args: argparse.Namespace) -> str:
             f"{TARGET_COLD_START_S:.0f} s",
             _verdict(cold, TARGET_COLD_START_S),
         ),
-        ("memory on the attract screen, no session yet", f"{base:.0f} MB", mb, _verdict(base, TARGET_MEMORY_MB)),
+        ("memory on the attract screen, no session yet", f"{base:.1f} MB", mb, _verdict(base, TARGET_MEMORY_MB)),
         (
             f"memory after {first} session(s) (RSS)",
-            f"{rss[first]:.0f} MB",
+            f"{rss[first]:.1f} MB",
             mb,
             _verdict(rss[first], TARGET_MEMORY_MB),
         ),
-        (f"memory after {last} sessions (RSS)", f"{rss[last]:.0f} MB", mb, _verdict(rss[last], TARGET_MEMORY_MB)),
+        (f"memory after {last} sessions (RSS)", f"{rss[last]:.1f} MB", mb, _verdict(rss[last], TARGET_MEMORY_MB)),
         (
             "peak memory over the run (VmHWM)",
-            f"{report.peak_mb:.0f} MB",
+            f"{report.peak_mb:.1f} MB",
             mb,
             _verdict(report.peak_mb, TARGET_MEMORY_MB),
         ),
@@ -699,6 +699,18 @@ def format_report(report: Report, args: argparse.Namespace) -> str:
             "ok" if growth_kb <= TARGET_GROWTH_KB else "OVER",
         ),
     ]
+    if report.ecps_rss_mb:
+        n = max(report.ecps_rss_mb)
+        value = report.ecps_rss_mb[n]
+        rows.insert(
+            4,
+            (
+                f"memory after {n} sessions, e-CPS login configured (RSS)",
+                f"{value:.1f} MB",
+                mb,
+                _verdict(value, TARGET_MEMORY_MB),
+            ),
+        )
     half = max((k for k in rss if k <= last // 2), default=warm)
     if warm < half < last:  # a slow settling and a leak differ here: a leak keeps its slope
         half_kb = (rss[last] - rss[half]) * 1024 / (last - half)
@@ -755,9 +767,9 @@ def format_report(report: Report, args: argparse.Namespace) -> str:
     with_ecps = report.ecps_rss_mb
     if with_ecps:
         n = max(with_ecps)
-        shares = [f"attract +{with_ecps[0] - base:.1f} MB ({with_ecps[0]:.0f} MB)"]
+        shares = [f"attract +{with_ecps[0] - base:.1f} MB ({with_ecps[0]:.1f} MB)"]
         if n in rss:
-            shares.append(f"after {n} sessions +{with_ecps[n] - rss[n]:.1f} MB ({with_ecps[n]:.0f} MB)")
+            shares.append(f"after {n} sessions +{with_ecps[n] - rss[n]:.1f} MB ({with_ecps[n]:.1f} MB)")
         lines.append(
             f"a box with the e-CPS login configured ([psc]: authlib and joserfc loaded; {n} sessions): "
             + ", ".join(shares)

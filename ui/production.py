@@ -384,9 +384,7 @@ class Production:
             self.controller.stop()
 
 
-def build_production(
-    config: ProductionConfig, post: Post, *, clock: Callable[[], float] = time.time
-) -> Production:
+def build_production(config: ProductionConfig, post: Post, *, clock: Callable[[], float] = time.time) -> Production:
     """The whole kiosk, devices built but not started (no thread reads a device before ``start_devices``).
 
     The store is opened on the controller's worker thread, the one every core call runs on (SQLite

@@ -23,6 +23,7 @@ def test_every_row_is_printed_against_its_target(quick: tuple[Report, str]) -> N
         "memory on the attract screen",
         "memory after 1 session(s) (RSS)",
         "memory after 3 sessions (RSS)",
+        "memory after 1 sessions, e-CPS login configured (RSS)",
         "peak memory over the run (VmHWM)",
         "growth per session (1 -> 3)",
         "scan-to-screen, apCV identified",
