@@ -335,17 +335,17 @@ def child(mode: str, args: argparse.Namespace) -> int:
 
     rx_ids: list[str] = json.loads(Path(args.rx_ids).read_text()) if args.rx_ids else []
     out: dict[str, Any] = {}
+    start = datetime.fromisoformat(args.start)
     with contextlib.ExitStack() as stack:
         if args.sandbox_url is None:
             from bench.population import bench_population
             from sandbox.server import SandboxServer
 
-            start = datetime.fromisoformat(args.start)
             population, rx_ids = bench_population(args.sessions + 1)
             server = SandboxServer(port=0, population=population, today=start.date)
             config = replace(config, teleservices_url=server.start())
             stack.callback(server.stop)
-        clock = KioskClock(datetime.fromisoformat(args.start))
+        clock = KioskClock(start)
         production = build_production(config, kivy_post, clock=clock)
         stack.callback(production.close)
         controller = production.controller
@@ -561,6 +561,11 @@ def _run_child(script: Path, env: dict[str, str], mode: str, args: Sequence[str]
     return result
 
 
+def _by_session(figures: dict[str, Any]) -> dict[int, float]:
+    """A child's figures by session number (JSON keys are strings)."""
+    return {int(k): float(v) for k, v in figures.items()}
+
+
 def run_benchmark(args: argparse.Namespace) -> Report:
     from appliance.scenario import START
 
@@ -611,8 +616,9 @@ def run_benchmark(args: argparse.Namespace) -> Report:
                 with_ecps = _run_child(
                     script, env, "run", [*counts, *external, *installed], 300 + 5 * args.ecps_sessions
                 )
-                report.ecps_rss_mb = {int(k): float(v) for k, v in with_ecps["rss"].items()}
+                report.ecps_rss_mb = _by_session(with_ecps["rss"])
                 report.ecps_modules = [m for m in with_ecps["foreign_modules"] if m.startswith(("authlib", "joserfc"))]
+                ecps_refused = [f"e-CPS box: {message}" for message in with_ecps["refused"]]
             bare = _run_child(script, env, "bare", display, 120)
             report.bare_mb, report.bare_dirty_mb = float(bare["rss"]), float(bare["dirty"])
         finally:
@@ -623,11 +629,11 @@ def run_benchmark(args: argparse.Namespace) -> Report:
             counts = ["--sessions", str(args.inprocess_sessions), "--samples", "0"]
             installed = box("http://127.0.0.1:9")  # the child starts the sandbox and points the kiosk at it
             inside = _run_child(script, env, "run", [*counts, *display, *installed], 300 + 5 * args.inprocess_sessions)
-            report.inprocess_rss_mb = {int(k): float(v) for k, v in inside["rss"].items()}
-    report.rss_mb = {int(k): float(v) for k, v in measured["rss"].items()}
+            report.inprocess_rss_mb = _by_session(inside["rss"])
+    report.rss_mb = _by_session(measured["rss"])
     report.peak_mb = float(measured["peak"])
     report.renderer_mb, report.renderer_dirty_mb = (float(v) for v in measured["renderer"])
-    report.dirty_mb = {int(k): float(v) for k, v in measured["dirty"].items()}
+    report.dirty_mb = _by_session(measured["dirty"])
     report.sessions = args.sessions
     report.refused = [*measured["refused"], *ecps_refused]
     report.foreign_modules = list(measured["foreign_modules"])
@@ -661,6 +667,15 @@ def _table(rows: list[tuple[str, str, str, str]]) -> list[str]:
     lines.append("  ".join("-" * w for w in widths))
     lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows]
     return lines
+
+
+def _beside(other: dict[int, float], rss: dict[int, float], digits: int) -> str:
+    """Another run's RSS against the main run's, on the attract screen and after its last session."""
+    n = max(other)
+    shares = [f"attract +{other[0] - rss.get(0, float('nan')):.{digits}f} MB ({other[0]:.{digits}f} MB)"]
+    if n in rss:
+        shares.append(f"after {n} sessions +{other[n] - rss[n]:.{digits}f} MB ({other[n]:.{digits}f} MB)")
+    return ", ".join(shares)
 
 
 def format_report(report: Report, args: argparse.Namespace) -> str:
@@ -754,25 +769,15 @@ def format_report(report: Report, args: argparse.Namespace) -> str:
         + ", ".join(f"{k}: {v:.0f} MB" for k, v in sorted(report.dirty_mb.items()))
         + f"; the bare Kivy app: {report.bare_dirty_mb:.0f} MB",
     ]
-    inside = report.inprocess_rss_mb
-    if inside:
-        n = max(inside)
-        shares = [f"attract +{inside[0] - base:.0f} MB ({inside[0]:.0f} MB)"]
-        if n in rss:
-            shares.append(f"after {n} sessions +{inside[n] - rss[n]:.0f} MB ({inside[n]:.0f} MB)")
+    if inside := report.inprocess_rss_mb:
         lines.append(
-            f"sandbox's share when it runs inside the kiosk's process (as the issue measured; {n} sessions): "
-            f"{', '.join(shares)}; the sandbox's own process: {report.sandbox_mb:.0f} MB"
+            f"sandbox's share when it runs inside the kiosk's process (as the issue measured; {max(inside)} "
+            f"sessions): {_beside(inside, rss, 0)}; the sandbox's own process: {report.sandbox_mb:.0f} MB"
         )
-    with_ecps = report.ecps_rss_mb
-    if with_ecps:
-        n = max(with_ecps)
-        shares = [f"attract +{with_ecps[0] - base:.1f} MB ({with_ecps[0]:.1f} MB)"]
-        if n in rss:
-            shares.append(f"after {n} sessions +{with_ecps[n] - rss[n]:.1f} MB ({with_ecps[n]:.1f} MB)")
+    if with_ecps := report.ecps_rss_mb:
         lines.append(
-            f"a box with the e-CPS login configured ([psc]: authlib and joserfc loaded; {n} sessions): "
-            + ", ".join(shares)
+            f"a box with the e-CPS login configured ([psc]: authlib and joserfc loaded; {max(with_ecps)} "
+            f"sessions): {_beside(with_ecps, rss, 1)}"
         )
     foreign = ", ".join(report.foreign_modules[:8]) or "none"
     lines.append(f"sandbox, bench and e-CPS client modules in the kiosk's process: {foreign}")
